@@ -1,0 +1,17 @@
+"""cflkit — evaluate, compare and explain Clustered Federated Learning methods.
+
+Importing the package is cheap: TensorFlow is imported only when a model is trained.
+"""
+from __future__ import annotations
+
+from .config import Config
+from .datasets import DATASETS, Dataset, load_dataset
+from .experiment import DivergenceError, federation_from, run
+from .federation import Federation
+from .results import Result, load_run, save_run
+from .scenarios import SCENARIOS, make_federation
+
+__version__ = "0.1.0"
+
+__all__ = ["Config", "DATASETS", "Dataset", "DivergenceError", "Federation", "Result", "SCENARIOS",
+           "federation_from", "load_dataset", "load_run", "make_federation", "run", "save_run"]

@@ -1,0 +1,73 @@
+"""Datasets: arrays plus what a scenario needs to know about them.
+
+Built in and offline: scikit-learn's ``digits`` (8×8 images, 10 classes) and
+``breast_cancer`` (30 tabular features, benign / malignant). Real downloaded federations
+(UCI Heart Disease, Beijing air quality, MedMNIST, MNIST) come with a later issue and
+register themselves in :data:`DATASETS` the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Samples ``x`` (images ``(N, H, W, 1)`` in [0, 1] or tabular ``(N, F)``) and labels ``y``."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    kind: str  # "image" or "tabular"
+    task: str = "classification"
+    n_classes: int = 0
+    feature_names: tuple = ()
+    citation: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if len(self.x) != len(self.y):
+            raise ValueError(f"dataset {self.name!r}: {len(self.x)} samples but {len(self.y)} labels")
+        if self.kind not in ("image", "tabular"):
+            raise ValueError(f"dataset kind must be 'image' or 'tabular', got {self.kind!r}")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def _digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    return Dataset("digits", x, d.target.astype(np.int64), "image", n_classes=10,
+                   feature_names=tuple(f"pixel_{r}_{c}" for r in range(8) for c in range(8)),
+                   citation="Alpaydin & Kaynak (1998), UCI Optical Recognition of Handwritten Digits")
+
+
+def _breast_cancer() -> Dataset:
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
+    # Standardised with pooled statistics: a simulation convenience (the real federations
+    # of the data issue standardise per client without leaking across clients).
+    x = d.data.astype(np.float64)
+    x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+    return Dataset("breast_cancer", x, d.target.astype(np.int64), "tabular", n_classes=2,
+                   feature_names=tuple(str(n) for n in d.feature_names),
+                   citation="Wolberg, Street & Mangasarian (1995), UCI Breast Cancer Wisconsin (Diagnostic)")
+
+
+DATASETS: dict[str, tuple[Callable[[], Dataset], str]] = {
+    "digits": (_digits, "8x8 handwritten digits, 1797 images, 10 classes (scikit-learn, offline)"),
+    "breast_cancer": (_breast_cancer, "Wisconsin breast cancer, 569 patients, 30 features, 2 classes (scikit-learn, offline)"),
+}
+
+
+def load_dataset(name: str) -> Dataset:
+    """Load a registered dataset by name."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    return DATASETS[name][0]()

@@ -1,0 +1,130 @@
+"""One experiment: dataset → scenario → federation → method rounds → history → summary."""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from .config import Config
+from .datasets import DATASETS, load_dataset
+from .metrics import accuracy_summary, clustering_scores
+from .models import MODELS
+from .results import Result, save_run
+from .scenarios import make_federation, parse_scenario
+
+log = logging.getLogger("cflkit")
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss."""
+
+
+def validate(config: Config):
+    """Check names before any heavy work, so that bad input fails at once."""
+    from .methods import METHODS
+
+    if config.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASETS)}")
+    if config.method not in METHODS:
+        raise ValueError(f"unknown method {config.method!r}; choose one of: {', '.join(METHODS)}")
+    if config.model not in MODELS:
+        raise ValueError(f"unknown model {config.model!r}; choose one of: {', '.join(MODELS)}")
+    parse_scenario(config.scenario)
+
+
+def federation_from(config: Config):
+    """The federation a config describes (same config, same federation)."""
+    return make_federation(
+        load_dataset(config.dataset), config.scenario, clients=config.clients, groups=config.groups,
+        seed=config.seed, test_fraction=config.test_fraction, samples_per_client=config.samples_per_client,
+        alpha=config.alpha, classes_per_client=config.classes_per_client, removed_classes=config.removed_classes,
+        skew=config.skew, noise=config.noise, quantity_exponent=config.quantity_exponent,
+        quantity_ratios=config.quantity_ratios)
+
+
+def run(config: Config, progress: bool = False, federation=None, out=None) -> Result:
+    """Run ``config`` and return its :class:`~cflkit.results.Result`; write it to ``out`` if given.
+
+    Round 0 records the untrained starting point; rounds 1..R follow the method.
+    Raises ``ValueError`` for bad input (before training starts) and
+    :class:`DivergenceError` if a loss becomes non-finite.
+    """
+    import pandas as pd
+
+    from .methods import Context, make_method
+    from .models import build_model
+    from .trainer import Trainer, initial_weights, seed_keras
+
+    validate(config)
+    fed = federation if federation is not None else federation_from(config)
+    method = make_method(config)
+    seed_keras(config.seed)
+    model = build_model(config.model, fed.input_shape, fed.n_outputs, config.hidden)
+    trainer = Trainer(model, fed.x, fed.y, loss=fed.task, learning_rate=config.learning_rate,
+                      batch_size=config.batch_size, local_epochs=config.local_epochs,
+                      jit_compile=config.jit_compile)
+    ctx = Context(fed, trainer, config, np.random.default_rng(config.seed), initial_weights(lambda: model))
+    log.info("run %s on %s", config.method, fed.description)
+
+    start = time.perf_counter()
+    state = method.init(ctx)
+    rows = []
+    zeros = np.zeros(fed.n_clients, dtype=np.int64)
+    _record(rows, 0, state, trainer, fed, zeros, zeros, time.perf_counter() - start)
+    bar = _progress_bar(config.rounds, progress, config.method)
+    for r in range(1, config.rounds + 1):
+        t0 = time.perf_counter()
+        state, info = method.round(state, ctx)
+        loss, acc = _record(rows, r, state, trainer, fed, info.bytes_up, info.bytes_down, time.perf_counter() - t0)
+        if not np.all(np.isfinite(loss)):
+            bad = np.flatnonzero(~np.isfinite(loss)).tolist()
+            raise DivergenceError(
+                f"training diverged at round {r}: non-finite loss for clients {bad[:8]}; "
+                f"lower learning_rate (now {config.learning_rate:g})")
+        if bar is not None:
+            bar.set_postfix(loss=f"{np.mean(loss):.3f}", acc=f"{np.mean(acc):.3f}", clusters=state.n_clusters)
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - start
+
+    history = pd.DataFrame(rows)
+    summary = summarize(history, fed, config, wall)
+    result = Result(config, history, summary, federation=fed, state=state)
+    if out is not None:
+        save_run(result, out)
+    return result
+
+
+def _record(rows, r, state, trainer, fed, up, down, seconds):
+    loss, acc = trainer.evaluate(state.client_models(), fed.test_index)
+    for c in range(fed.n_clients):
+        rows.append({"round": r, "client": c, "group": int(fed.groups[c]), "cluster": int(state.assignment[c]),
+                     "loss": float(loss[c]), "accuracy": float(acc[c]), "train_size": int(len(fed.train_index[c])),
+                     "test_size": int(len(fed.test_index[c])), "bytes_up": int(up[c]), "bytes_down": int(down[c]),
+                     "seconds": seconds})
+    return loss, acc
+
+
+def summarize(history, fed, config, wall_seconds: float) -> dict:
+    """The ``summary.json`` of a run from its history (final round)."""
+    last = history[history["round"] == history["round"].max()].sort_values("client")
+    summary = {"method": config.method, "dataset": config.dataset, "scenario": config.scenario,
+               "clients": fed.n_clients, "groups": fed.n_groups}
+    summary.update(accuracy_summary(last["accuracy"].to_numpy(), last["test_size"].to_numpy()))
+    summary["loss_mean"] = float(last["loss"].mean())
+    summary.update(clustering_scores(last["group"].to_numpy(), last["cluster"].to_numpy()))
+    summary["n_clusters"] = int(last["cluster"].nunique())
+    summary["rounds"] = int(config.rounds)
+    summary["bytes_total"] = int(history["bytes_up"].sum() + history["bytes_down"].sum())
+    summary["wall_seconds"] = float(wall_seconds)
+    return summary
+
+
+def _progress_bar(total, progress, desc):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="round", leave=False)

@@ -1,0 +1,106 @@
+"""The method interface: every federated algorithm advances its server state one round
+at a time through the same loop (:func:`cflkit.experiment.run`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..aggregate import cluster_average
+from ..trainer import n_params, take
+
+BYTES_PER_PARAM = 4  # float32 on the wire
+
+
+@dataclass
+class ServerState:
+    """What the server holds: one model per cluster (stacked) and each client's cluster."""
+
+    models: list  # arrays of shape (n_clusters, *layer_shape)
+    assignment: np.ndarray  # (n_clients,) cluster id of every client, 0..n_clusters-1
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.models[0].shape[0])
+
+    def client_models(self) -> list:
+        """Each client's current model: its cluster's model, stacked per client."""
+        return take(self.models, self.assignment)
+
+
+@dataclass
+class RoundInfo:
+    """Per-client communication of one round, in bytes."""
+
+    bytes_up: np.ndarray
+    bytes_down: np.ndarray
+
+
+@dataclass
+class Context:
+    """What a method may use: the federation, the trainer, the config and a seeded RNG."""
+
+    federation: object
+    trainer: object
+    config: object
+    rng: np.random.Generator
+    initial_weights: list  # one model's weights, unstacked
+
+    def train(self, start: list, clients=None, mu: float = 0.0) -> list:
+        """Local training of ``clients`` (default: all) from stacked ``start`` weights."""
+        fed = self.federation
+        clients = np.arange(fed.n_clients) if clients is None else np.asarray(clients)
+        return self.trainer.train(start, [fed.train_index[c] for c in clients], self.rng, mu=mu)
+
+    def model_bytes(self, n_models: int = 1) -> int:
+        return n_models * BYTES_PER_PARAM * n_params([w[None] for w in self.initial_weights])
+
+    def traffic(self, up_models=1, down_models=1) -> RoundInfo:
+        """Every client sends ``up_models`` and receives ``down_models`` models."""
+        n = self.federation.n_clients
+        return RoundInfo(np.full(n, self.model_bytes(up_models), dtype=np.int64),
+                         np.full(n, self.model_bytes(down_models), dtype=np.int64))
+
+
+class Method:
+    """A federated algorithm: ``init`` builds the server state, ``round`` advances it.
+
+    Subclasses set ``name`` and a one-line ``summary`` and read their hyper-parameters
+    from the config in ``__init__``.
+    """
+
+    name = ""
+    summary = ""
+
+    def __init__(self, config):
+        self.config = config
+
+    def init(self, ctx: Context) -> ServerState:
+        raise NotImplementedError
+
+    def round(self, state: ServerState, ctx: Context) -> tuple[ServerState, RoundInfo]:
+        raise NotImplementedError
+
+
+class ClusteredFedAvg(Method):
+    """FedAvg within fixed clusters: the shared round of oracle, random and FedAvg itself.
+
+    Each client starts from its cluster's model, trains locally, and each cluster's model
+    becomes the size-weighted mean of its clients' models (McMahan et al. 2017).
+    """
+
+    mu = 0.0
+
+    def assignment(self, ctx: Context) -> np.ndarray:
+        raise NotImplementedError
+
+    def init(self, ctx: Context) -> ServerState:
+        assignment = np.asarray(self.assignment(ctx), dtype=np.int64)
+        k = int(assignment.max()) + 1
+        return ServerState([np.repeat(w[None], k, axis=0) for w in ctx.initial_weights], assignment)
+
+    def round(self, state: ServerState, ctx: Context):
+        trained = ctx.train(state.client_models(), mu=self.mu)
+        models = cluster_average(trained, ctx.federation.sizes, state.assignment, state.n_clusters)
+        return ServerState(models, state.assignment, state.extra), ctx.traffic()

@@ -1,0 +1,101 @@
+"""Baselines every CFL comparison needs: FedAvg, FedProx, local, oracle, random, centralized."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..aggregate import balanced_random_assignment
+from .base import ClusteredFedAvg, Context, Method, RoundInfo, ServerState
+
+
+class FedAvg(ClusteredFedAvg):
+    """Federated Averaging (McMahan et al., AISTATS 2017, arXiv 1602.05629).
+
+    One global model; every round each client runs ``local_epochs`` of SGD from it and the
+    server replaces it with the mean of the client models weighted by client size.
+    All clients take part in every round (the paper's C = 1).
+
+    >>> from cflkit import Config, run
+    >>> result = run(Config(method="fedavg", scenario="iid", rounds=2, clients=4))  # doctest: +SKIP
+    """
+
+    name = "fedavg"
+    summary = "one global model, size-weighted average of client models (McMahan et al. 2017)"
+
+    def assignment(self, ctx):
+        return np.zeros(ctx.federation.n_clients)
+
+
+class FedProx(FedAvg):
+    """FedProx (Li et al., MLSys 2020, arXiv 1812.06127): FedAvg whose local objective
+    adds ``mu/2 ||w - w_global||^2``, limiting client drift under heterogeneity.
+    ``mu`` (default 0.01) is one of the values the paper tunes over {0.001, 0.01, 0.1, 1}.
+    """
+
+    name = "fedprox"
+    summary = "FedAvg with a proximal term mu/2 ||w - w_global||^2 (Li et al. 2020)"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.mu = float(config.mu)
+
+
+class Oracle(ClusteredFedAvg):
+    """FedAvg within each ground-truth group: the upper bound a clustering can reach."""
+
+    name = "oracle"
+    summary = "FedAvg within each ground-truth group (upper bound for clustering)"
+
+    def assignment(self, ctx):
+        return ctx.federation.groups
+
+
+class RandomClusters(ClusteredFedAvg):
+    """FedAvg within K random, fixed, balanced clusters: the floor a CFL method must beat.
+    K is ``clusters`` (default: the number of planted groups)."""
+
+    name = "random"
+    summary = "FedAvg within K random fixed clusters (sanity floor); K = clusters or groups"
+
+    def assignment(self, ctx):
+        fed = ctx.federation
+        k = self.config.clusters or fed.n_groups
+        if k > fed.n_clients:
+            raise ValueError(f"clusters={k} exceeds the {fed.n_clients} clients")
+        return balanced_random_assignment(fed.n_clients, k, ctx.rng)
+
+
+class Local(Method):
+    """Each client trains its own model on its own data; nothing is communicated."""
+
+    name = "local"
+    summary = "each client alone, no communication (lower bound on collaboration)"
+
+    def init(self, ctx):
+        n = ctx.federation.n_clients
+        return ServerState([np.repeat(w[None], n, axis=0) for w in ctx.initial_weights], np.arange(n))
+
+    def round(self, state, ctx):
+        n = ctx.federation.n_clients
+        return ServerState(ctx.train(state.models), state.assignment), RoundInfo(np.zeros(n, np.int64), np.zeros(n, np.int64))
+
+
+class Centralized(Method):
+    """One model trained on the pooled training data of all clients (no federation).
+
+    A round is ``local_epochs`` epochs over the pooled data; nothing is counted as
+    communicated. The reference a federated method would reach without heterogeneity costs.
+    """
+
+    name = "centralized"
+    summary = "one model on the pooled data of all clients (upper reference, not federated)"
+
+    def init(self, ctx):
+        n = ctx.federation.n_clients
+        return ServerState([w[None].copy() for w in ctx.initial_weights], np.zeros(n, dtype=np.int64))
+
+    def round(self, state, ctx):
+        fed = ctx.federation
+        pooled = np.concatenate(fed.train_index)
+        models = ctx.trainer.train(state.models, [pooled], ctx.rng)
+        n = fed.n_clients
+        return ServerState(models, state.assignment), RoundInfo(np.zeros(n, np.int64), np.zeros(n, np.int64))

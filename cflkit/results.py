@@ -1,0 +1,95 @@
+"""Run directories: ``config.json``, ``history.csv``, ``summary.json`` — written atomically."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+RUN_FILES = ("config.json", "history.csv", "summary.json")
+
+
+@dataclass
+class Result:
+    """A finished run: its config, the per-round × per-client history, the summary."""
+
+    config: object
+    history: object  # pandas.DataFrame, one row per round × client
+    summary: dict
+    federation: object = None
+    state: object = None  # final ServerState (models and assignment)
+
+    def save(self, out) -> Path:
+        return save_run(self, out)
+
+
+def save_run(result: Result, out) -> Path:
+    """Write ``result`` to directory ``out`` atomically; replaces an earlier run there.
+
+    Files are written into a temporary sibling directory which is renamed into place, so a
+    crash leaves either the old run or the new one, never a mix.
+    """
+    out = Path(out)
+    if out.exists() and not (out / "config.json").exists() and any(out.iterdir()):
+        raise ValueError(f"refusing to write a run into {str(out)!r}: it is a non-empty directory that holds no run")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        (tmp / "config.json").write_text(result.config.to_json() + "\n")
+        result.history.to_csv(tmp / "history.csv", index=False)
+        (tmp / "summary.json").write_text(json.dumps(_plain(result.summary), indent=2, sort_keys=True) + "\n")
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / "run")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def load_run(path) -> Result:
+    """Read a run directory written by :func:`save_run`."""
+    import pandas as pd
+
+    from .config import Config
+
+    path = Path(path)
+    missing = [f for f in RUN_FILES if not (path / f).exists()]
+    if missing:
+        raise ValueError(f"{str(path)!r} is not a run directory: missing {', '.join(missing)}")
+    config = Config.from_dict(json.loads((path / "config.json").read_text()))
+    return Result(config, pd.read_csv(path / "history.csv"), json.loads((path / "summary.json").read_text()))
+
+
+def write_text_atomic(path, text: str):
+    """Write a file through a temporary sibling and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

@@ -1,0 +1,352 @@
+"""Scenarios: turn a dataset into clients with a known kind of heterogeneity.
+
+Each client gets a ground-truth *group*; clients of one group share one data
+distribution, clients of different groups differ in the way the scenario plants. The
+heterogeneities follow the CFL literature's taxonomy (Kairouz et al. 2021, §3.1; Ghosh
+et al. 2020 and Sattler et al. 2021 for rotation and label swap):
+
+- ``iid`` — every client draws from the pooled distribution (one group);
+- label distribution skew: ``dirichlet`` (each group's class proportions ~ Dir(alpha)),
+  ``shards`` (each group sees ``classes_per_client`` classes, disjoint across groups
+  while groups × classes_per_client ≤ classes), ``label_skew`` (each group lacks
+  ``removed_classes`` classes);
+- concept shift on features: ``rotation`` (images by 0/90/180/270°; tabular data by a
+  fixed feature permutation per group);
+- concept shift on labels: ``label_swap`` (a label permutation per group);
+- feature distribution skew: ``feature_skew`` (per group one of noise, scale, offset for
+  tabular data; erosion, dilation, inversion, noise for images);
+- ``quantity_skew`` — client sizes from a power law (or given ratios); one group.
+
+Scenarios compose with ``+`` (``rotation+quantity_skew``): at most one label-distribution
+part, any transforms, optionally ``quantity_skew``. Group 0 is always the untouched data.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from .datasets import Dataset
+from .federation import Federation
+
+PARTITIONS = {
+    "iid": "every client draws from the pooled data (one group)",
+    "dirichlet": "label skew: each group's class proportions ~ Dirichlet(alpha)",
+    "shards": "label skew: each group sees only classes_per_client classes (pathological non-IID)",
+    "label_skew": "label skew: each group lacks removed_classes classes",
+}
+TRANSFORMS = {
+    "rotation": "concept shift on features: images rotated 0/90/180/270 deg, tabular features permuted per group",
+    "label_swap": "concept shift on labels: a different label permutation per group",
+    "feature_skew": "feature skew per group: noise/scale/offset (tabular), erosion/dilation/inversion/noise (images)",
+}
+SIZINGS = {
+    "quantity_skew": "quantity skew: client sizes from a power law (quantity_exponent) or quantity_ratios",
+}
+SCENARIOS = {**PARTITIONS, **TRANSFORMS, **SIZINGS}
+
+FEATURE_SKEWS = {
+    "image": ("none", "erosion", "dilation", "inversion", "noise"),
+    "tabular": ("none", "noise", "scale", "offset"),
+}
+MIN_CLIENT_SAMPLES = 4
+
+
+def parse_scenario(scenario: str) -> list[str]:
+    """Split ``a+b`` into parts and check that they exist and combine."""
+    parts = [p.strip() for p in str(scenario).split("+")]
+    for p in parts:
+        if p not in SCENARIOS:
+            raise ValueError(f"unknown scenario {p!r}; choose one of: {', '.join(SCENARIOS)} (combine with '+')")
+    if len(set(parts)) != len(parts):
+        raise ValueError(f"scenario {scenario!r} names a part twice")
+    partitions = [p for p in parts if p in PARTITIONS]
+    if len(partitions) > 1:
+        raise ValueError(f"scenario {scenario!r} combines {' and '.join(partitions)}; use at most one of: "
+                         f"{', '.join(PARTITIONS)}")
+    return parts
+
+
+def make_federation(dataset: Dataset, scenario: str = "iid", clients: int = 16, groups: int = 4,
+                    seed: int = 0, test_fraction: float = 0.25, samples_per_client: int = 0,
+                    alpha: float = 0.5, classes_per_client: int = 2, removed_classes: int = 0,
+                    skew: str = "", noise: float = 0.5, quantity_exponent: float = 1.5,
+                    quantity_ratios: tuple = ()) -> Federation:
+    """Build a :class:`Federation` of ``clients`` clients from ``dataset``.
+
+    ``groups`` ground-truth groups of (near-)equal client counts are planted by every
+    group-based part; ``iid`` and ``quantity_skew`` alone plant one group. By default the
+    clients' samples are disjoint (an error if the dataset is too small);
+    ``samples_per_client > 0`` draws that many per client, reusing samples across clients
+    when the dataset runs out. The same arguments always give the same federation.
+    """
+    parts = parse_scenario(scenario)
+    _check_args(dataset, parts, clients, groups, test_fraction, samples_per_client, alpha,
+                classes_per_client, removed_classes, noise, quantity_exponent, quantity_ratios)
+    rng = np.random.default_rng(seed)
+    grouped = any(p != "iid" and p != "quantity_skew" for p in parts)
+    n_groups = groups if grouped else 1
+    group = rng.permutation(np.arange(clients) % n_groups)
+
+    sizes = _client_sizes(len(dataset), clients, samples_per_client,
+                          "quantity_skew" in parts, quantity_exponent, quantity_ratios, rng)
+    partition = next((p for p in parts if p in PARTITIONS), "iid")
+    proportions, group_names = _class_proportions(partition, dataset, group, n_groups, alpha,
+                                                  classes_per_client, removed_classes, rng)
+    rows = _draw(dataset.y, dataset.n_classes, sizes, proportions, reuse=samples_per_client > 0, rng=rng)
+
+    xs, ys = [], []
+    names = list(group_names)
+    for part in parts:
+        if part in TRANSFORMS:
+            names = _join_names(names, _transform_names(part, dataset, n_groups, skew))
+    perms = _label_perms(dataset.n_classes, n_groups, rng) if "label_swap" in parts else None
+    feature_perms = ([np.arange(dataset.x.shape[1])] +
+                     [rng.permutation(dataset.x.shape[1]) for _ in range(n_groups - 1)]) \
+        if ("rotation" in parts and dataset.kind == "tabular") else None
+    for c in range(clients):
+        x, y = dataset.x[rows[c]].copy(), dataset.y[rows[c]].copy()
+        g = int(group[c])
+        for part in parts:
+            if part == "rotation":
+                x = _rotate(x, g, n_groups) if dataset.kind == "image" else x[:, feature_perms[g]]
+            elif part == "label_swap":
+                y = perms[g][y]
+            elif part == "feature_skew":
+                x = _feature_skew(x, _skews(dataset, skew)[g % len(_skews(dataset, skew))], g, n_groups, noise, rng)
+        xs.append(x)
+        ys.append(y)
+
+    train_index, test_index, offset = [], [], 0
+    for c in range(clients):
+        n = len(ys[c])
+        n_test = min(max(1, int(round(n * test_fraction))), n - 1)
+        order = rng.permutation(n)
+        test_index.append(offset + np.sort(order[:n_test]))
+        train_index.append(offset + np.sort(order[n_test:]))
+        offset += n
+    x_all = np.concatenate(xs).astype(np.float32)
+    y_all = np.concatenate(ys)
+    params = dict(clients=clients, groups=n_groups, seed=seed, test_fraction=test_fraction,
+                  samples_per_client=samples_per_client, alpha=alpha, classes_per_client=classes_per_client,
+                  removed_classes=removed_classes, skew=skew, noise=noise,
+                  quantity_exponent=quantity_exponent, quantity_ratios=list(quantity_ratios))
+    fed = Federation(x_all, y_all, train_index, test_index, group, dataset.n_classes, dataset.task,
+                     dataset.kind, dataset.name, scenario, tuple(names), params=params)
+    train_sizes = fed.sizes
+    fed.description = (f"{dataset.name} · {scenario} · {clients} clients in {n_groups} group"
+                       f"{'s' if n_groups > 1 else ''} ({'; '.join(names)}) · "
+                       f"{train_sizes.min()}–{train_sizes.max()} training samples per client")
+    return fed
+
+
+# -- checks ---------------------------------------------------------------------------------
+def _check_args(dataset, parts, clients, groups, test_fraction, samples_per_client, alpha,
+                classes_per_client, removed_classes, noise, quantity_exponent, quantity_ratios):
+    if int(clients) != clients or clients < 1:
+        raise ValueError(f"clients must be a positive integer, got {clients}")
+    if int(groups) != groups or not 1 <= groups <= clients:
+        raise ValueError(f"groups must be between 1 and clients ({clients}), got {groups}")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if samples_per_client < 0:
+        raise ValueError(f"samples_per_client must be >= 0 (0 = split the dataset), got {samples_per_client}")
+    if 0 < samples_per_client < MIN_CLIENT_SAMPLES:
+        raise ValueError(f"samples_per_client must be 0 or >= {MIN_CLIENT_SAMPLES}, got {samples_per_client}")
+    if samples_per_client == 0 and len(dataset) < clients * MIN_CLIENT_SAMPLES:
+        raise ValueError(
+            f"impossible partition: {len(dataset)} samples of {dataset.name!r} cannot give {clients} clients "
+            f"at least {MIN_CLIENT_SAMPLES} samples each; use fewer clients or set samples_per_client "
+            f"to draw samples with reuse")
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    k = dataset.n_classes
+    if "shards" in parts and not 1 <= classes_per_client <= k:
+        raise ValueError(f"classes_per_client must be between 1 and {k}, got {classes_per_client}")
+    if "label_skew" in parts and not 0 <= removed_classes < k:
+        raise ValueError(f"removed_classes must be between 0 (= classes // groups) and {k - 1}, got {removed_classes}")
+    if "label_swap" in parts:
+        if dataset.task != "classification":
+            raise ValueError("scenario 'label_swap' needs a classification dataset")
+        if groups > math.factorial(min(k, 10)):
+            raise ValueError(f"label_swap: {k} classes allow only {math.factorial(k)} distinct label "
+                             f"permutations, fewer than groups={groups}")
+    if any(p in parts for p in ("dirichlet", "shards", "label_skew")) and dataset.task != "classification":
+        raise ValueError(f"label-skew scenarios need a classification dataset; {dataset.name!r} is {dataset.task}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    if not quantity_exponent > 0:
+        raise ValueError(f"quantity_exponent must be > 0, got {quantity_exponent}")
+    if any(not r > 0 for r in quantity_ratios):
+        raise ValueError(f"quantity_ratios must all be > 0, got {list(quantity_ratios)}")
+
+
+# -- sizes and sampling -------------------------------------------------------------------
+def _client_sizes(n_total, clients, samples_per_client, skewed, exponent, ratios, rng) -> np.ndarray:
+    per = samples_per_client or n_total // clients
+    total = per * clients
+    if not skewed:
+        return np.full(clients, per, dtype=np.int64)
+    if ratios:
+        w = np.resize(np.asarray(ratios, dtype=float), clients)
+    else:
+        w = rng.pareto(exponent, clients) + 1.0  # Pareto (power-law) tail, minimum 1
+    sizes = np.maximum(MIN_CLIENT_SAMPLES, np.floor(w / w.sum() * total)).astype(np.int64)
+    while sizes.sum() > total:  # the floor at MIN_CLIENT_SAMPLES may overshoot: trim the largest
+        sizes[np.argmax(sizes)] -= sizes.sum() - total
+        sizes = np.maximum(sizes, MIN_CLIENT_SAMPLES)
+    return sizes
+
+
+def _class_proportions(partition, dataset, group, n_groups, alpha, classes_per_client, removed, rng):
+    """Per-client class proportions (None for iid) and a name per group."""
+    k = dataset.n_classes
+    if partition == "iid":
+        return None, ["iid"] * n_groups
+    if partition == "dirichlet":
+        p = rng.dirichlet(np.full(k, alpha), size=n_groups)
+        names = [f"Dir({alpha:g}) draw {g}" for g in range(n_groups)]
+    else:
+        classes = rng.permutation(k)
+        p = np.zeros((n_groups, k))
+        names = []
+        for g in range(n_groups):
+            if partition == "shards":
+                keep = classes[[(g * classes_per_client + j) % k for j in range(classes_per_client)]]
+                p[g, keep] = 1.0
+                names.append("classes " + ",".join(map(str, sorted(keep))))
+            else:
+                r = removed or max(1, k // n_groups)
+                drop = classes[[(g * r + j) % k for j in range(r)]]
+                p[g] = 1.0
+                p[g, drop] = 0.0
+                names.append("without " + ",".join(map(str, sorted(drop))))
+        p /= p.sum(axis=1, keepdims=True)
+    return p[group], names
+
+
+def _draw(y, n_classes, sizes, proportions, reuse, rng) -> list[np.ndarray]:
+    """Rows for each client: disjoint unless ``reuse``; class counts follow ``proportions``."""
+    n = len(y)
+    if proportions is None:
+        pool = _Queue(np.arange(n), reuse, rng)
+        return [pool.take(int(s)) for s in sizes]
+    counts = np.stack([_round_counts(s * p) for s, p in zip(sizes, proportions)])
+    supply = np.bincount(y, minlength=n_classes)
+    if not reuse:  # shrink every client's share of an over-demanded class
+        for j in range(n_classes):
+            demand = counts[:, j].sum()
+            if demand > supply[j]:
+                counts[:, j] = np.floor(counts[:, j] * supply[j] / demand).astype(np.int64)
+        short = np.flatnonzero(counts.sum(axis=1) < MIN_CLIENT_SAMPLES)
+        if short.size:
+            raise ValueError(
+                f"impossible partition: clients {short.tolist()[:5]} would get fewer than {MIN_CLIENT_SAMPLES} "
+                f"samples because their classes are shared by too many clients; use fewer clients, more "
+                f"classes_per_client, or samples_per_client to draw with reuse")
+    queues = [_Queue(np.flatnonzero(y == j), reuse, rng) for j in range(n_classes)]
+    rows = []
+    for c in range(len(sizes)):
+        r = np.concatenate([queues[j].take(int(counts[c, j])) for j in range(n_classes)])
+        rows.append(rng.permutation(r))
+    return rows
+
+
+def _round_counts(target: np.ndarray) -> np.ndarray:
+    """Integers summing to round(sum(target)) by largest remainder."""
+    base = np.floor(target).astype(np.int64)
+    missing = int(round(target.sum())) - base.sum()
+    if missing > 0:
+        base[np.argsort(-(target - base), kind="stable")[:missing]] += 1
+    return base
+
+
+class _Queue:
+    """Shuffled rows handed out without replacement; reshuffled when empty if ``reuse``."""
+
+    def __init__(self, rows, reuse, rng):
+        self.rows, self.reuse, self.rng = np.asarray(rows), reuse, rng
+        self.order, self.pos = rng.permutation(self.rows), 0
+
+    def take(self, n: int) -> np.ndarray:
+        out = []
+        while n > 0:
+            if self.pos == len(self.order):
+                if not self.reuse or len(self.rows) == 0:
+                    raise ValueError("impossible partition: the dataset ran out of samples")
+                self.order, self.pos = self.rng.permutation(self.rows), 0
+            k = min(n, len(self.order) - self.pos)
+            out.append(self.order[self.pos:self.pos + k])
+            self.pos += k
+            n -= k
+        return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+
+# -- transforms ---------------------------------------------------------------------------
+def _rotate(x: np.ndarray, g: int, n_groups: int) -> np.ndarray:
+    if n_groups <= 4:
+        return np.rot90(x, k=g, axes=(1, 2)).copy()
+    from scipy.ndimage import rotate
+
+    return rotate(x, 360.0 * g / n_groups, axes=(1, 2), reshape=False, order=1, mode="constant")
+
+
+def _label_perms(k: int, n_groups: int, rng) -> list[np.ndarray]:
+    """Distinct label permutations, identity first."""
+    perms = [np.arange(k)]
+    seen = {tuple(perms[0])}
+    if math.factorial(min(k, 10)) <= 4 * n_groups:  # few permutations: enumerate them
+        pool = [np.array(p) for p in itertools.permutations(range(k)) if p not in seen]
+        order = rng.permutation(len(pool))
+        return perms + [pool[i] for i in order[:n_groups - 1]]
+    while len(perms) < n_groups:
+        p = rng.permutation(k)
+        if tuple(p) not in seen:
+            seen.add(tuple(p))
+            perms.append(p)
+    return perms
+
+
+def _skews(dataset: Dataset, skew: str) -> tuple:
+    if not skew:
+        return FEATURE_SKEWS[dataset.kind][:4]
+    kinds = tuple(s.strip() for s in skew.split(","))
+    for s in kinds:
+        if s not in FEATURE_SKEWS[dataset.kind]:
+            raise ValueError(f"unknown feature skew {s!r} for {dataset.kind} data; choose from: "
+                             f"{', '.join(FEATURE_SKEWS[dataset.kind])}")
+    return kinds
+
+
+def _feature_skew(x, kind, g, n_groups, noise, rng):
+    if kind == "none":
+        return x
+    if kind == "noise":
+        return (x + rng.normal(0.0, noise, size=x.shape)).astype(np.float32)
+    if kind == "scale":
+        return x * np.float32(1.0 + 2.0 * noise)
+    if kind == "offset":
+        return x + np.float32(2.0 * noise)
+    if kind == "inversion":
+        return 1.0 - x
+    from scipy.ndimage import grey_dilation, grey_erosion
+
+    op = grey_erosion if kind == "erosion" else grey_dilation
+    return op(x, size=(1, 2, 2, 1)).astype(np.float32)
+
+
+def _transform_names(part, dataset, n_groups, skew):
+    if part == "rotation":
+        if dataset.kind == "tabular":
+            return ["features as-is"] + [f"features permuted ({g})" for g in range(1, n_groups)]
+        step = 90 if n_groups <= 4 else 360 / n_groups
+        return [f"rotated {step * g:g}°" for g in range(n_groups)]
+    if part == "label_swap":
+        return ["labels as-is"] + [f"labels permuted ({g})" for g in range(1, n_groups)]
+    kinds = _skews(dataset, skew)
+    return [kinds[g % len(kinds)] for g in range(n_groups)]
+
+
+def _join_names(a, b):
+    return [y if x == "iid" else f"{x}, {y}" for x, y in zip(a, b)]

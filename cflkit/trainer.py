@@ -1,0 +1,264 @@
+"""Local training of many clients at once — the hot path of every method.
+
+Client weights are stacked along a leading *client axis*; one compiled TensorFlow
+function runs ``local_epochs`` of minibatch SGD for every client of a round. The forward
+pass is Keras 3 ``model.stateless_call`` inside ``tf.vectorized_map``; because the clients'
+losses are independent, the gradient of their *sum* with respect to the stacked weights is
+every client's own gradient, so one tape serves all clients.
+
+Clients of unequal size are handled by masking: a client with ``n`` samples takes
+``ceil(n / batch_size)`` steps per epoch, exactly as it would alone, and is idle (zero
+gradient, plain SGD, so no update) for the remaining steps of the round. The order of its
+minibatches comes from :func:`batch_plan`, which a per-client reference loop can replay to
+check equivalence (see ``bench/reference.py`` and ``tests/test_trainer.py``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ._tf import keras, tf
+
+Weights = list  # list[np.ndarray], each of shape (n_models, *layer_shape)
+
+LOSSES = ("classification", "regression")
+
+
+def batch_plan(sizes: Sequence[int], batch_size: int, epochs: int, rng: np.random.Generator):
+    """Minibatch order for every client: ``(index, mask)`` of shape (clients, steps, batch).
+
+    ``index[c, t]`` holds positions into client ``c``'s own samples, ``mask`` marks the real
+    ones. Client ``c`` is active for its first ``epochs * ceil(n_c / batch_size)`` steps, a
+    fresh permutation per epoch, the last batch of an epoch possibly short, as in a
+    per-client ``for epoch: for batch in shuffled(data)`` loop.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if epochs < 1:
+        raise ValueError(f"local_epochs must be >= 1, got {epochs}")
+    if sizes.size == 0 or sizes.min() < 1:
+        raise ValueError(f"every client needs at least one training sample, got sizes {sizes.tolist()}")
+    steps = np.ceil(sizes / batch_size).astype(np.int64)
+    total = int(epochs * steps.max())
+    index = np.zeros((len(sizes), total, batch_size), dtype=np.int32)
+    mask = np.zeros((len(sizes), total, batch_size), dtype=np.float32)
+    for c, n in enumerate(sizes):
+        order = np.concatenate([_padded(rng.permutation(n), batch_size) for _ in range(epochs)])
+        k = order.size // batch_size
+        order = order.reshape(k, batch_size)
+        index[c, :k] = np.maximum(order, 0)
+        mask[c, :k] = order >= 0
+    return index, mask
+
+
+def _padded(perm: np.ndarray, batch_size: int) -> np.ndarray:
+    pad = (-perm.size) % batch_size
+    return np.concatenate([perm, -np.ones(pad, dtype=perm.dtype)])
+
+
+def per_sample_loss(loss: str):
+    """Per-sample loss on logits: softmax cross-entropy or squared error."""
+    tf_ = tf()
+    if loss == "classification":
+        return lambda y, out: tf_.nn.sparse_softmax_cross_entropy_with_logits(tf_.cast(y, tf_.int32), out)
+    if loss == "regression":
+        def squared_error(y, out):
+            y = tf_.cast(y, out.dtype)
+            if y.shape.rank == out.shape.rank - 1:
+                y = y[..., None]
+            return tf_.reduce_mean(tf_.square(out - y), axis=-1)
+        return squared_error
+    raise ValueError(f"unknown loss {loss!r}; choose one of: {', '.join(LOSSES)}")
+
+
+@dataclass
+class Trainer:
+    """Trains and evaluates stacked client models on a federation's pooled arrays.
+
+    ``x`` and ``y`` hold every sample the trainer may see; a client is a set of row
+    indices into them (see ``Federation.train_index``), so the pooled data is stored once
+    whatever the clients' sizes.
+    """
+
+    model: object  # a built keras.Model without non-trainable state
+    x: np.ndarray
+    y: np.ndarray
+    loss: str = "classification"
+    learning_rate: float = 0.05
+    batch_size: int = 32
+    local_epochs: int = 1
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
+        if self.model.non_trainable_variables:
+            raise ValueError(
+                "models with non-trainable state (e.g. BatchNormalization) are not supported: "
+                "per-client statistics would have to be stacked too")
+        tf_ = self._tf = tf()
+        self._x = tf_.constant(self.x, dtype=tf_.float32)
+        y_dtype = tf_.int32 if self.loss == "classification" else tf_.float32
+        self._y = tf_.constant(self.y, dtype=y_dtype)
+        self._train_fn = self._build_train()
+        self._predict_fn = self._build_predict()
+
+    # -- compiled functions -------------------------------------------------------------
+    def _forward(self, weights, xb):
+        """Outputs of every client's model on its own batch: (clients, batch, outputs)."""
+        tf_ = self._tf
+        model = self.model
+
+        def one(args):
+            w, xc = args
+            return model.stateless_call(list(w), [], xc, training=True)[0]
+
+        return tf_.vectorized_map(one, (tuple(weights), xb))
+
+    def _build_train(self):
+        tf_ = tf()
+        sample_loss = per_sample_loss(self.loss)
+
+        def train(weights, anchor, index, mask, lr, mu):
+            weights = list(weights)
+            n_axes = [list(range(1, len(w.shape))) for w in weights]
+            steps = tf_.shape(index)[1]
+            for t in tf_.range(steps):
+                xb = tf_.gather(self._x, index[:, t])
+                yb = tf_.gather(self._y, index[:, t])
+                mb = mask[:, t]
+                count = tf_.reduce_sum(mb, axis=1)
+                active = tf_.cast(count > 0, tf_.float32)
+                with tf_.GradientTape() as tape:
+                    tape.watch(weights)
+                    out = self._forward(weights, xb)
+                    per = sample_loss(yb, out)
+                    client_loss = tf_.reduce_sum(per * mb, axis=1) / tf_.maximum(count, 1.0)
+                    prox = tf_.add_n([
+                        tf_.reduce_sum(tf_.square(w - a), axis=ax) for w, a, ax in zip(weights, anchor, n_axes)])
+                    client_loss += 0.5 * mu * prox * active
+                    total = tf_.reduce_sum(client_loss)
+                grads = tape.gradient(total, weights)
+                weights = [w - lr * g for w, g in zip(weights, grads)]
+            return weights
+
+        return tf_.function(train, jit_compile=self.jit_compile, reduce_retracing=True)
+
+    def _build_predict(self):
+        tf_ = tf()
+        return tf_.function(self._forward, reduce_retracing=True)
+
+    # -- public API -----------------------------------------------------------------------
+    def train(self, weights: Weights, index_sets: Sequence[np.ndarray], rng: np.random.Generator,
+              mu: float = 0.0, anchor: Weights | None = None) -> Weights:
+        """Run local SGD for clients whose starting weights are stacked in ``weights``.
+
+        ``index_sets[c]`` are client ``c``'s rows of ``x``/``y``; ``mu > 0`` adds FedProx's
+        proximal term ``mu/2 ||w - anchor||^2`` (anchor defaults to the starting weights).
+        Returns the trained weights, stacked in the same order.
+        """
+        tf_ = tf()
+        n = len(index_sets)
+        _check_stacked(weights, n)
+        sizes = [len(s) for s in index_sets]
+        local, mask = batch_plan(sizes, self.batch_size, self.local_epochs, rng)
+        index = _to_global(local, index_sets)
+        w = [tf_.constant(a, dtype=tf_.float32) for a in weights]
+        a = w if anchor is None else [tf_.constant(v, dtype=tf_.float32) for v in anchor]
+        out = self._train_fn(w, a, tf_.constant(index), tf_.constant(mask),
+                             tf_.constant(self.learning_rate, tf_.float32), tf_.constant(mu, tf_.float32))
+        return [o.numpy() for o in out]
+
+    def predict(self, weights: Weights, index_sets: Sequence[np.ndarray], chunk: int = 2_000_000):
+        """Outputs of model ``c`` on the rows ``index_sets[c]``: a list of arrays."""
+        tf_ = tf()
+        n = len(index_sets)
+        _check_stacked(weights, n)
+        longest = max(max((len(s) for s in index_sets), default=1), 1)
+        per_row = int(np.prod(self.x.shape[1:])) or 1
+        block = max(1, chunk // (longest * per_row))
+        results = []
+        for start in range(0, n, block):
+            sets = index_sets[start:start + block]
+            index = np.zeros((len(sets), longest), dtype=np.int32)
+            for i, s in enumerate(sets):
+                index[i, :len(s)] = s
+            w = [tf_.constant(a[start:start + block], dtype=tf_.float32) for a in weights]
+            out = self._predict_fn(w, tf_.gather(self._x, index)).numpy()
+            results.extend(out[i, :len(s)] for i, s in enumerate(sets))
+        return results
+
+    def evaluate(self, weights: Weights, index_sets: Sequence[np.ndarray]):
+        """Mean loss and score of model ``c`` on rows ``index_sets[c]``.
+
+        The score is accuracy for classification and R² for regression. Returns two
+        arrays of shape (clients,); a client with no rows gets NaN.
+        """
+        outputs = self.predict(weights, index_sets)
+        loss = np.full(len(index_sets), np.nan)
+        score = np.full(len(index_sets), np.nan)
+        for c, (out, rows) in enumerate(zip(outputs, index_sets)):
+            if len(rows) == 0:
+                continue
+            loss[c], score[c] = _metrics(self.loss, out, self.y[rows])
+        return loss, score
+
+
+def _metrics(loss: str, out: np.ndarray, y: np.ndarray):
+    if loss == "classification":
+        z = out - out.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        ce = -logp[np.arange(len(y)), y.astype(int)].mean()
+        return float(ce), float((out.argmax(axis=1) == y).mean())
+    pred = out.reshape(y.shape)
+    mse = float(np.mean((pred - y) ** 2))
+    var = float(np.var(y))
+    return mse, (1.0 - mse / var) if var > 0 else float("nan")
+
+
+def _to_global(local: np.ndarray, index_sets: Sequence[np.ndarray]) -> np.ndarray:
+    glob = np.empty_like(local)
+    for c, rows in enumerate(index_sets):
+        glob[c] = np.asarray(rows, dtype=np.int32)[local[c]]
+    return glob
+
+
+def _check_stacked(weights: Weights, n: int):
+    for w in weights:
+        if w.shape[0] != n:
+            raise ValueError(f"weights are stacked for {w.shape[0]} clients but {n} index sets were given")
+
+
+def stack(weights: Sequence[np.ndarray], n: int) -> Weights:
+    """Repeat one model's weights ``n`` times along a new leading axis."""
+    return [np.repeat(np.asarray(w)[None], n, axis=0) for w in weights]
+
+
+def take(weights: Weights, rows) -> Weights:
+    """Select models ``rows`` (e.g. each client's cluster) from stacked weights."""
+    rows = np.asarray(rows, dtype=np.int64)
+    return [w[rows] for w in weights]
+
+
+def n_params(weights: Weights) -> int:
+    """Parameters of one model in stacked weights."""
+    return int(sum(np.prod(w.shape[1:]) for w in weights))
+
+
+def initial_weights(build: Callable[[], object]) -> list[np.ndarray]:
+    """Weights of a freshly built model (seed Keras first for reproducibility)."""
+    return [np.asarray(v) for v in build().trainable_variables]
+
+
+def steps_per_round(sizes: Sequence[int], batch_size: int, epochs: int) -> int:
+    """Compiled-loop length of one round: the largest client's step count."""
+    return epochs * max(math.ceil(s / batch_size) for s in sizes)
+
+
+def seed_keras(seed: int):
+    """Seed Python, NumPy and TensorFlow through Keras."""
+    keras().utils.set_random_seed(int(seed))

@@ -85,7 +85,7 @@ def make_federation(dataset: Dataset, scenario: str = "iid", clients: int = 16, 
     _check_args(dataset, parts, clients, groups, test_fraction, samples_per_client, alpha,
                 classes_per_client, removed_classes, noise, quantity_exponent, quantity_ratios)
     rng = np.random.default_rng(seed)
-    grouped = any(p != "iid" and p != "quantity_skew" for p in parts)
+    grouped = any(p not in ("iid", "quantity_skew") for p in parts)
     n_groups = groups if grouped else 1
     group = rng.permutation(np.arange(clients) % n_groups)
 
@@ -146,7 +146,8 @@ def _check_args(dataset, parts, clients, groups, test_fraction, samples_per_clie
                 classes_per_client, removed_classes, noise, quantity_exponent, quantity_ratios):
     if int(clients) != clients or clients < 1:
         raise ValueError(f"clients must be a positive integer, got {clients}")
-    if int(groups) != groups or not 1 <= groups <= clients:
+    grouped = any(p not in ("iid", "quantity_skew") for p in parts)
+    if int(groups) != groups or groups < 1 or (grouped and groups > clients):
         raise ValueError(f"groups must be between 1 and clients ({clients}), got {groups}")
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")

@@ -1,0 +1,24 @@
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))  # the per-client reference loop lives in bench/
+
+
+@pytest.fixture
+def id_dataset():
+    """A tabular dataset whose first feature is the row id: sampling is checkable exactly."""
+    from cflkit.datasets import Dataset
+
+    n, k = 2000, 10
+    rng = np.random.default_rng(123)
+    y = np.repeat(np.arange(k), n // k)
+    x = np.column_stack([np.arange(n), rng.normal(size=(n, 3))]).astype(np.float32)
+    return Dataset("ids", x, y, "tabular", n_classes=k)
+
+
+def row_ids(fed, rows):
+    return fed.x[rows, 0].astype(int)

@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         r.add_argument(f"--{f.name}", dest=f.name, default=None, metavar=type(default).__name__.upper(),
                        help=f"{help_text(f.name)} (default: {shown})")
+    r.add_argument("--config", default=None, metavar="CONFIG_JSON",
+                   help="start from a run's config.json (re-run it); other options override it")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set any config field, e.g. --set groups=4 --set alpha=0.3 (repeatable)")
     r.add_argument("--out", default=None, help="run directory to write (default: runs/<method>-<scenario>-s<seed>)")
@@ -58,7 +60,16 @@ def config_from_args(args) -> Config:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         changes[key.strip()] = value
-    return Config().replace(**{k: coerce(k, v) for k, v in changes.items()})
+    base = Config()
+    if args.config:
+        import json
+        from pathlib import Path
+
+        try:
+            base = Config.from_dict(json.loads(Path(args.config).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"cannot read --config {args.config!r}: {e}") from None
+    return base.replace(**{k: coerce(k, v) for k, v in changes.items()})
 
 
 def cmd_list() -> int:

@@ -14,6 +14,7 @@ from .results import Result, save_run
 from .scenarios import make_federation, parse_scenario
 
 log = logging.getLogger("cflkit")
+METHOD_STREAM = 1  # RNG stream of methods and batch order, apart from the federation's
 
 
 class DivergenceError(RuntimeError):
@@ -64,7 +65,10 @@ def run(config: Config, progress: bool = False, federation=None, out=None) -> Re
     trainer = Trainer(model, fed.x, fed.y, loss=fed.task, learning_rate=config.learning_rate,
                       batch_size=config.batch_size, local_epochs=config.local_epochs,
                       jit_compile=config.jit_compile)
-    ctx = Context(fed, trainer, config, np.random.default_rng(config.seed), initial_weights(lambda: model))
+    # The method's stream must differ from the federation's (same seed): a random
+    # assignment drawn like the planted groups would silently equal them.
+    rng = np.random.default_rng([config.seed, METHOD_STREAM])
+    ctx = Context(fed, trainer, config, rng, initial_weights(lambda: model))
     log.info("run %s on %s", config.method, fed.description)
 
     start = time.perf_counter()

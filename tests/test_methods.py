@@ -75,3 +75,12 @@ def test_divergence_is_reported_not_hidden(small_fed):
 
     with pytest.raises(DivergenceError, match="training diverged at round 1: non-finite loss.*lower learning_rate"):
         run(SMALL.replace(method="fedavg", learning_rate=1e8), federation=small_fed)
+
+
+def test_random_clusters_are_not_the_planted_groups():
+    """The method's RNG stream is not the federation's: same seed, different draws."""
+    aris = []
+    for seed in range(3):
+        config = SMALL.replace(method="random", clients=16, rounds=0, seed=seed)
+        aris.append(run(config).summary["ari"])
+    assert max(aris) < 0.9, aris

@@ -21,6 +21,15 @@ class DivergenceError(RuntimeError):
     """Training produced a non-finite loss."""
 
 
+def method_rng(seed: int) -> np.random.Generator:
+    """The random stream of a run's method and minibatch order.
+
+    It must differ from the federation's stream (same seed): a random assignment drawn
+    like the planted groups would otherwise silently equal them.
+    """
+    return np.random.default_rng([int(seed), METHOD_STREAM])
+
+
 def validate(config: Config):
     """Check names before any heavy work, so that bad input fails at once."""
     from .methods import METHODS
@@ -65,10 +74,7 @@ def run(config: Config, progress: bool = False, federation=None, out=None) -> Re
     trainer = Trainer(model, fed.x, fed.y, loss=fed.task, learning_rate=config.learning_rate,
                       batch_size=config.batch_size, local_epochs=config.local_epochs,
                       jit_compile=config.jit_compile)
-    # The method's stream must differ from the federation's (same seed): a random
-    # assignment drawn like the planted groups would silently equal them.
-    rng = np.random.default_rng([config.seed, METHOD_STREAM])
-    ctx = Context(fed, trainer, config, rng, initial_weights(lambda: model))
+    ctx = Context(fed, trainer, config, method_rng(config.seed), initial_weights(lambda: model))
     log.info("run %s on %s", config.method, fed.description)
 
     start = time.perf_counter()

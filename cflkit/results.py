@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def save_run(result: Result, out) -> Path:
         raise ValueError(f"refusing to write a run into {str(out)!r}: it is a non-empty directory that holds no run")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it owner-only
     try:
         (tmp / "config.json").write_text(result.config.to_json() + "\n")
         result.history.to_csv(tmp / "history.csv", index=False)
@@ -69,18 +71,32 @@ def load_run(path) -> Result:
     return Result(config, pd.read_csv(path / "history.csv"), json.loads((path / "summary.json").read_text()))
 
 
-def write_text_atomic(path, text: str):
-    """Write a file through a temporary sibling and a rename."""
+@contextmanager
+def atomic_file(path):
+    """Yield a temporary sibling path to write; on success it replaces ``path`` at once."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path, text: str):
+    """Write a text file through a temporary sibling and a rename."""
+    with atomic_file(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _plain(obj):

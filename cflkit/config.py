@@ -38,7 +38,21 @@ class Config:
     # method
     method: str = "fedavg"  # a name from `cflkit list`
     mu: float = 0.01  # fedprox: proximal term weight
-    clusters: int = 0  # random: number of clusters (0: as many as groups)
+    clusters: int = 0  # K for methods that need one (0: as many as planted groups)
+    representation: str = ""  # clustered methods: what the server compares ('' = the method's own)
+    clusterer: str = ""  # clustered methods: how clients are clustered ('' = the method's own)
+    trigger: str = ""  # clustered methods: when: init, once, every, temperature ('' = the method's own)
+    metric: str = ""  # distance between representations: euclidean, cosine, principal_angle ('' = own)
+    linkage: str = ""  # agglomerative linkage: ward, complete, average, single ('' = the method's own)
+    distance_threshold: float = 0.0  # agglomerative / DBSCAN threshold (0: use K, or the method's own)
+    warmup_rounds: int = -1  # FedAvg rounds before clustering (-1: the method's own)
+    min_cluster_size: int = 2  # HDBSCAN / DBSCAN: smallest cluster
+    subspace_dim: int = 3  # pacfl: p, singular vectors per client data subspace
+    probe_size: int = 100  # outputs representation: samples in the shared probe set
+    eps1: float = 0.4  # sattler: split when the norm of the mean update falls below eps1 ...
+    eps2: float = 1.6  # sattler: ... and the largest client update norm exceeds eps2
+    restarts: int = 1  # ifca: random restarts of the K initial models
+    metadata_key: str = ""  # metadata: client attribute to group by ('' = the federation's first)
     seed: int = 0  # seeds the federation, the model initialisation and the batch order
 
     def __post_init__(self):
@@ -56,8 +70,14 @@ class Config:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.mu < 0:
             raise ValueError(f"mu must be >= 0, got {self.mu}")
-        if self.clusters < 0:
-            raise ValueError(f"clusters must be >= 0, got {self.clusters}")
+        for name in ("clusters", "distance_threshold"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("min_cluster_size", "subspace_dim", "probe_size", "restarts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_rounds < -1:
+            raise ValueError(f"warmup_rounds must be >= 0 (or -1 for the method's own), got {self.warmup_rounds}")
         if any(int(h) < 1 for h in self.hidden):
             raise ValueError(f"hidden layer sizes must be >= 1, got {list(self.hidden)}")
 

@@ -83,9 +83,11 @@ def run(config: Config, progress: bool = False, federation=None, out=None) -> Re
     zeros = np.zeros(fed.n_clients, dtype=np.int64)
     _record(rows, 0, state, trainer, fed, zeros, zeros, time.perf_counter() - start)
     bar = _progress_bar(config.rounds, progress, config.method)
+    diagnostics = []
     for r in range(1, config.rounds + 1):
         t0 = time.perf_counter()
         state, info = method.round(state, ctx)
+        diagnostics.append({"round": r, **info.diagnostics})
         loss, acc = _record(rows, r, state, trainer, fed, info.bytes_up, info.bytes_down, time.perf_counter() - t0)
         if not np.all(np.isfinite(loss)):
             bad = np.flatnonzero(~np.isfinite(loss)).tolist()
@@ -101,7 +103,7 @@ def run(config: Config, progress: bool = False, federation=None, out=None) -> Re
 
     history = pd.DataFrame(rows)
     summary = summarize(history, fed, config, wall)
-    result = Result(config, history, summary, federation=fed, state=state)
+    result = Result(config, history, summary, federation=fed, state=state, diagnostics=diagnostics)
     if out is not None:
         save_run(result, out)
     return result
@@ -126,10 +128,31 @@ def summarize(history, fed, config, wall_seconds: float) -> dict:
     summary["loss_mean"] = float(last["loss"].mean())
     summary.update(clustering_scores(last["group"].to_numpy(), last["cluster"].to_numpy()))
     summary["n_clusters"] = int(last["cluster"].nunique())
+    summary["stable_round"] = stable_round(history)
     summary["rounds"] = int(config.rounds)
     summary["bytes_total"] = int(history["bytes_up"].sum() + history["bytes_down"].sum())
     summary["wall_seconds"] = float(wall_seconds)
     return summary
+
+
+def stable_round(history) -> int:
+    """First round from which the partition of clients never changes again (ids may be
+    renamed); 0 if it never changed."""
+    rounds = sorted(history["round"].unique())
+    parts = [history[history["round"] == r].sort_values("client")["cluster"].to_numpy() for r in rounds]
+    stable = rounds[-1]
+    for i in range(len(rounds) - 1, 0, -1):
+        if not same_partition(parts[i - 1], parts[i]):
+            break
+        stable = rounds[i - 1]
+    return int(stable)
+
+
+def same_partition(a, b) -> bool:
+    """Whether two assignments group the clients identically, whatever the ids."""
+    a, b = np.asarray(a), np.asarray(b)
+    pairs = set(zip(a.tolist(), b.tolist()))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
 
 
 def _progress_bar(total, progress, desc):

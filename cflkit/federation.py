@@ -29,6 +29,7 @@ class Federation:
     group_names: tuple = ()
     description: str = ""
     params: dict = field(default_factory=dict)
+    client_meta: dict = field(default_factory=dict)  # attribute name -> one value per client
 
     def __post_init__(self):
         n = len(self.train_index)

@@ -23,6 +23,7 @@ class Result:
     summary: dict
     federation: object = None
     state: object = None  # final ServerState (models and assignment)
+    diagnostics: list = None  # per round: what the method reported (RoundInfo.diagnostics)
 
     def save(self, out) -> Path:
         return save_run(self, out)
@@ -44,6 +45,9 @@ def save_run(result: Result, out) -> Path:
         (tmp / "config.json").write_text(result.config.to_json() + "\n")
         result.history.to_csv(tmp / "history.csv", index=False)
         (tmp / "summary.json").write_text(json.dumps(_plain(result.summary), indent=2, sort_keys=True) + "\n")
+        scalars = _scalar_diagnostics(result.diagnostics)
+        if scalars is not None:
+            scalars.to_csv(tmp / "diagnostics.csv", index=False)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / "run")
@@ -91,6 +95,16 @@ def write_text_atomic(path, text: str):
     """Write a text file through a temporary sibling and a rename."""
     with atomic_file(path) as tmp:
         Path(tmp).write_text(text)
+
+
+def _scalar_diagnostics(diagnostics):
+    """The scalar per-round diagnostics as a table, or None if there are none."""
+    import pandas as pd
+
+    rows = [{k: v for k, v in d.items() if np.isscalar(v)} for d in (diagnostics or [])]
+    if not any(len(r) > 1 for r in rows):
+        return None
+    return pd.DataFrame(rows)
 
 
 def _umask() -> int:

@@ -133,7 +133,8 @@ def make_federation(dataset: Dataset, scenario: str = "iid", clients: int = 16, 
                   removed_classes=removed_classes, skew=skew, noise=noise,
                   quantity_exponent=quantity_exponent, quantity_ratios=list(quantity_ratios))
     fed = Federation(x_all, y_all, train_index, test_index, group, dataset.n_classes, dataset.task,
-                     dataset.kind, dataset.name, scenario, tuple(names), params=params)
+                     dataset.kind, dataset.name, scenario, tuple(names), params=params,
+                     client_meta={"planted": [names[g] for g in group]})
     train_sizes = fed.sizes
     fed.description = (f"{dataset.name} · {scenario} · {clients} clients in {n_groups} group"
                        f"{'s' if n_groups > 1 else ''} ({'; '.join(names)}) · "

@@ -148,6 +148,21 @@ class Trainer:
 
         return tf_.function(train, jit_compile=self.jit_compile, reduce_retracing=True)
 
+    def _build_gradients(self):
+        tf_ = tf()
+        sample_loss = per_sample_loss(self.loss)
+
+        def gradients(weights, index, mask):
+            weights = list(weights)
+            with tf_.GradientTape() as tape:
+                tape.watch(weights)
+                out = self._forward(weights, tf_.gather(self._x, index))
+                per = sample_loss(tf_.gather(self._y, index), out)
+                total = tf_.reduce_sum(tf_.reduce_sum(per * mask, 1) / tf_.maximum(tf_.reduce_sum(mask, 1), 1.0))
+            return tape.gradient(total, weights)
+
+        return tf_.function(gradients, reduce_retracing=True)
+
     def _build_predict(self):
         tf_ = tf()
         return tf_.function(self._forward, reduce_retracing=True)
@@ -172,6 +187,21 @@ class Trainer:
         out = self._train_fn(w, a, tf_.constant(index), tf_.constant(mask),
                              tf_.constant(self.learning_rate, tf_.float32), tf_.constant(mu, tf_.float32))
         return [o.numpy() for o in out]
+
+    def gradients(self, weights: Weights, index_sets: Sequence[np.ndarray]) -> Weights:
+        """Full-batch gradient of each client's mean loss at its weights, stacked."""
+        tf_ = tf()
+        _check_stacked(weights, len(index_sets))
+        if not hasattr(self, "_gradients_fn"):
+            self._gradients_fn = self._build_gradients()
+        longest = max(len(s) for s in index_sets)
+        index = np.zeros((len(index_sets), longest), dtype=np.int32)
+        mask = np.zeros((len(index_sets), longest), dtype=np.float32)
+        for i, s in enumerate(index_sets):
+            index[i, :len(s)] = s
+            mask[i, :len(s)] = 1.0
+        out = self._gradients_fn([tf_.constant(a, tf_.float32) for a in weights], tf_.constant(index), tf_.constant(mask))
+        return [g.numpy() for g in out]
 
     def predict(self, weights: Weights, index_sets: Sequence[np.ndarray], chunk: int = 2_000_000):
         """Outputs of model ``c`` on the rows ``index_sets[c]``: a list of arrays."""

@@ -1,11 +1,32 @@
-"""Federated methods. A new method is one file: a :class:`Method` subclass registered here."""
+"""Federated methods. A new method is one file in this package: a :class:`Method`
+subclass with a ``name``; it is found and registered automatically."""
 from __future__ import annotations
 
-from .base import ClusteredFedAvg, Context, Method, RoundInfo, ServerState
-from .baselines import Centralized, FedAvg, FedProx, Local, Oracle, RandomClusters
+import importlib
+import inspect
+import pkgutil
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (
-    FedAvg, FedProx, Local, Oracle, RandomClusters, Centralized)}
+from .base import ClusteredFedAvg, Context, Method, RoundInfo, ServerState
+
+# Listing order of `cflkit list`: baselines first, then the clustered methods by module name.
+_FIRST = ("baselines", "clustered")
+
+
+def _discover() -> dict[str, type[Method]]:
+    found: dict[str, type[Method]] = {}
+    modules = sorted((m.name for m in pkgutil.iter_modules(__path__) if m.name != "base"),
+                     key=lambda n: (_FIRST.index(n) if n in _FIRST else len(_FIRST), n))
+    for module_name in modules:
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        for cls in list(vars(module).values()):  # definition order
+            if inspect.isclass(cls) and issubclass(cls, Method) and cls.__module__ == module.__name__ and cls.name:
+                if cls.name in found and found[cls.name] is not cls:
+                    raise RuntimeError(f"two methods are named {cls.name!r}: {found[cls.name]} and {cls}")
+                found[cls.name] = cls
+    return found
+
+
+METHODS: dict[str, type[Method]] = _discover()
 
 
 def make_method(config) -> Method:

@@ -31,10 +31,16 @@ class ServerState:
 
 @dataclass
 class RoundInfo:
-    """Per-client communication of one round, in bytes."""
+    """Per-client communication of one round, in bytes, and what the method wants to show.
+
+    ``diagnostics`` holds the method's per-round quantities for notebooks and figures
+    (e.g. update norms, a similarity matrix); the run collects them in
+    ``Result.diagnostics`` and writes the scalar ones to ``diagnostics.csv``.
+    """
 
     bytes_up: np.ndarray
     bytes_down: np.ndarray
+    diagnostics: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -56,11 +62,11 @@ class Context:
     def model_bytes(self, n_models: int = 1) -> int:
         return n_models * BYTES_PER_PARAM * n_params([w[None] for w in self.initial_weights])
 
-    def traffic(self, up_models=1, down_models=1) -> RoundInfo:
+    def traffic(self, up_models=1, down_models=1, **diagnostics) -> RoundInfo:
         """Every client sends ``up_models`` and receives ``down_models`` models."""
         n = self.federation.n_clients
         return RoundInfo(np.full(n, self.model_bytes(up_models), dtype=np.int64),
-                         np.full(n, self.model_bytes(down_models), dtype=np.int64))
+                         np.full(n, self.model_bytes(down_models), dtype=np.int64), diagnostics)
 
 
 class Method:

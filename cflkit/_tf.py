@@ -34,6 +34,8 @@ def tf():
             finally:
                 os.dup2(saved, 2)
                 os.close(saved)
+        # Each run compiles its own trainer functions; TF's "retracing" hint about that is noise.
+        tensorflow.get_logger().setLevel("ERROR")
         _MODULE = tensorflow
     return _MODULE
 

@@ -43,6 +43,24 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--scenario", default="rotation", help="planted scenario (default: rotation)")
     d.add_argument("--seed", type=int, default=0)
     _add_progress(d)
+
+    c = sub.add_parser("compare", help="the clustering benchmark: run a grid of methods x scenarios x seeds "
+                                       "(x parts) and tabulate accuracy and ARI")
+    c.add_argument("--methods", required=True, metavar="M1,M2", help="comma list of methods (see `cflkit list`)")
+    c.add_argument("--scenarios", default=None, metavar="S1,S2",
+                   help="comma list of scenarios (default: the config's, rotation)")
+    c.add_argument("--seeds", default=None, metavar="0,1,2", help="comma list of seeds (default: 0)")
+    c.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
+                   help="vary any config field, e.g. --grid representation=update,weights (repeatable; "
+                        "for tuple fields separate values by '/': --grid hidden=64,64/32). Parts only vary "
+                        "methods built on 'clustered'; other methods get one cell")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a config field for every cell, e.g. --set rounds=10 (repeatable)")
+    c.add_argument("--out", default="runs/compare",
+                   help="directory for cells/, results.csv, ari_per_round.csv, table.md (default: runs/compare)")
+    c.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: cores, at most one per cell; 1: run in this process)")
+    _add_progress(c)
     return p
 
 
@@ -88,6 +106,18 @@ def cmd_list() -> int:
     section("scenarios (combine with '+', e.g. rotation+quantity_skew):", {**PARTITIONS, **TRANSFORMS, **SIZINGS})
     section("models:", MODELS)
     section("methods:", {k: m.summary for k, m in METHODS.items()})
+    from .clustering import CLUSTERERS, METRICS
+    from .methods.clustered import TRIGGERS, Clustered
+    from .representations import REPRESENTATIONS
+
+    presets = {k: ", ".join(f"{p}={m.defaults[p]}" for p in ("representation", "clusterer", "trigger", "metric")
+                            if p in m.defaults)
+               for k, m in METHODS.items() if issubclass(m, Clustered)}
+    section("clustered presets (override any part with --set part=value):", presets)
+    section("representations (what the server compares):", REPRESENTATIONS)
+    section("clusterers (how):", CLUSTERERS)
+    section("triggers (when):", TRIGGERS)
+    section("metrics:", METRICS)
     return 0
 
 
@@ -149,6 +179,57 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def grid_from_args(args) -> tuple[dict, Config]:
+    """The grid and the base config that ``cflkit compare`` options describe."""
+    grid = {}
+
+    def put(key, text, option):
+        if key in grid:
+            raise ValueError(f"field {key!r} is given twice ({option} and another --grid/--methods/--scenarios/--seeds)")
+        tuple_field = key in FIELDS and isinstance(FIELDS[key].default, tuple)
+        values = [v.strip() for v in text.split("/" if tuple_field else ",")] if text.strip() else []
+        if not values:
+            raise ValueError(f"{option} gives no values for {key!r}; give a comma list, e.g. {key}=a,b")
+        grid[key] = values
+
+    put("method", args.methods, "--methods")
+    for key, text, option in (("scenario", args.scenarios, "--scenarios"), ("seed", args.seeds, "--seeds")):
+        if text is not None:
+            put(key, text, option)
+    for item in args.grid:
+        if "=" not in item:
+            raise ValueError(f"--grid expects FIELD=V1,V2, got {item!r}")
+        key, text = (part.strip() for part in item.split("=", 1))
+        if key not in FIELDS:
+            raise ValueError(f"unknown config field {key!r} in --grid; choose one of: {', '.join(FIELDS)}")
+        put(key, text, f"--grid {key}")
+    changes = {}
+    for item in args.set:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = (part.strip() for part in item.split("=", 1))
+        if key in grid:
+            raise ValueError(f"field {key!r} is both fixed by --set and varied by the grid; keep one")
+        changes[key] = value
+    return grid, Config().replace(**changes)
+
+
+def cmd_compare(args) -> int:
+    from pathlib import Path
+
+    from .compare import compare, summarize_grid, text_table
+
+    grid, base = grid_from_args(args)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    results = compare(grid, args.out, workers=args.workers, progress=progress, base=base)
+    print(text_table(summarize_grid(results)))
+    failed = results[results["error"] != ""]  # listed on stderr by compare's warning
+    out = Path(args.out)
+    print(f"{len(results) - len(failed)} of {len(results)} cells done; wrote {out}/ "
+          f"(cells/, results.csv, ari_per_round.csv, table.md)")
+    return FAILURE if len(failed) else 0
+
+
 def main(argv=None) -> int:
     from .experiment import DivergenceError
 
@@ -159,6 +240,8 @@ def main(argv=None) -> int:
             return cmd_list()
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "compare":
+            return cmd_compare(args)
         return cmd_demo(args)
     except ValueError as e:
         print(f"cflkit: error: {e}", file=sys.stderr)

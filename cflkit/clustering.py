@@ -25,8 +25,8 @@ CLUSTERERS = {
     "hdbscan": "HDBSCAN on the distances (min_cluster_size); finds K itself",
     "gmm": "Gaussian mixture (diagonal covariances) on PCA-reduced rows; needs K",
     "affinity_propagation": "affinity propagation on negative squared distances; finds K itself",
-    "bipartition": "Sattler's recursive bipartition: complete linkage on cosine similarity, split the "
-                   "largest cluster until K (or until no cluster's diameter exceeds the threshold)",
+    "bipartition": "Sattler's recursive bipartition: complete linkage on the distances (cosine in the "
+                   "paper), split the widest cluster until K (or until no diameter exceeds the threshold)",
 }
 NEEDS_K = ("kmeans", "spectral", "gmm")
 

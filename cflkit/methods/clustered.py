@@ -56,6 +56,26 @@ class Clustered(Method):
                                      (self.metric, METRICS, "metric")):
             if value not in options:
                 raise ValueError(f"unknown {what} {value!r} for method {self.name!r}; choose one of: {', '.join(options)}")
+        self._check_parts()
+
+    def _check_parts(self):
+        """Refuse combinations that cannot work, before any training."""
+        from ..representations import NEEDS_TRAINING
+
+        if self.trigger == "init" and self.representation in NEEDS_TRAINING:
+            raise ValueError(f"representation {self.representation!r} needs local training first: use trigger "
+                             f"'once' or 'every', or a representation available before training "
+                             f"(gradient, subspace, descriptors)")
+        if self.metric == "principal_angle" and self.representation != "subspace":
+            raise ValueError(f"metric 'principal_angle' needs representation 'subspace', not {self.representation!r}")
+        if self.metric == "principal_angle" and self.clusterer in ("kmeans", "gmm"):
+            raise ValueError(f"clusterer {self.clusterer!r} needs representation vectors, not only distances; "
+                             f"choose agglomerative, spectral, dbscan, hdbscan, affinity_propagation or bipartition")
+        if self.clusterer == "agglomerative" and self.linkage == "ward" and self.metric != "euclidean":
+            raise ValueError(f"linkage 'ward' needs euclidean vectors, not metric {self.metric!r}; "
+                             f"use complete, average or single linkage")
+        if self.clusterer == "agglomerative" and self.linkage not in ("ward", "complete", "average", "single"):
+            raise ValueError(f"unknown linkage {self.linkage!r}; choose one of: ward, complete, average, single")
 
     # -- the parts ------------------------------------------------------------------------
     def n_clusters(self, ctx: Context) -> int:

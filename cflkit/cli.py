@@ -185,7 +185,7 @@ def grid_from_args(args) -> tuple[dict, Config]:
 
     def put(key, text, option):
         if key in grid:
-            raise ValueError(f"field {key!r} is given twice ({option} and another --grid/--methods/--scenarios/--seeds)")
+            raise ValueError(f"field {key!r} is given twice ({option} and an earlier option); give it once")
         tuple_field = key in FIELDS and isinstance(FIELDS[key].default, tuple)
         values = [v.strip() for v in text.split("/" if tuple_field else ",")] if text.strip() else []
         if not values:

@@ -1,0 +1,516 @@
+"""The clustering benchmark: a grid of methods × scenarios × seeds (× clustering parts)
+run cell by cell into ordinary run directories, and summarised in one tidy table.
+
+>>> from cflkit import Config
+>>> from cflkit.compare import compare, summarize_grid
+>>> results = compare({"method": ["fedavg", "flhc"], "scenario": ["rotation", "label_swap"],
+...                    "seed": [0, 1, 2]}, "runs/compare", base=Config(rounds=10))  # doctest: +SKIP
+>>> summarize_grid(results)  # doctest: +SKIP
+
+What lands in ``out_dir``:
+
+- ``cells/<cell-id>/`` — one normal run directory per cell (``config.json``,
+  ``history.csv``, ``summary.json``), written atomically by :func:`cflkit.experiment.run`.
+  ``<cell-id>`` is ``<method>-<scenario>-s<seed>``, then ``<field>_<value>`` for every
+  other field that varies in the grid, then 8 hex digits of the hash of the full config.
+- ``results.csv`` — one row per cell: its config values, final accuracy, clustering
+  scores against the planted groups, stable round, clusters, bytes, wall time, ``error``.
+- ``ari_per_round.csv`` — ARI / AMI / V-measure per round per cell (for plots over rounds).
+- ``table.md`` — mean ± std over seeds of ARI and accuracy (:func:`summarize_grid`).
+- ``grid.json`` — the grid and the base config the tables were made from.
+
+Resume: a cell whose directory already holds a run of exactly the cell's config is not
+run again (a run of it filed under another cell id, e.g. after the grid gained a field,
+is renamed into place). An interrupted cell leaves no directory and is simply run again;
+so is a failed cell. The tables are rewritten, atomically, at the end of every call.
+
+Parts: ``representation``, ``clusterer`` and ``trigger`` (:data:`PARTS`) act only on
+methods built on :class:`~cflkit.methods.clustered.Clustered`. For any other method they
+are reset to their defaults, so a grid over parts gives such a method one cell, not
+repeats of the same run. The table's ``representation`` / ``clusterer`` / ``trigger``
+columns show the parts a clustered method actually used (its preset where the config
+leaves them empty), and are empty for other methods. No other field is pruned (``mu``,
+``clusters``, ``metric``, ``linkage``, ...: some method outside the clustered family may
+read it, e.g. sattler reads ``linkage`` and ``warmup_rounds``): a method that ignores a
+field is run once per value of it. A part combination that a clustered method refuses
+(e.g. ``pacfl`` with ``representation=update``) is a failed cell, not a usage error.
+
+Worker processes are started with 'spawn': a script that calls :func:`compare` with
+``workers > 1`` must do so under ``if __name__ == "__main__":`` (notebooks need nothing).
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import FIELDS, Config, coerce
+from .results import RUN_FILES, atomic_file, write_text_atomic
+
+log = logging.getLogger("cflkit")
+
+# The three parts of a clustered method: no other method reads them. (Fields that tune a part,
+# such as linkage or warmup_rounds, are read by other methods too, e.g. sattler: not pruned.)
+PARTS = ("representation", "clusterer", "trigger")
+KEY_FIELDS = ("method", "scenario", "seed")  # always in a cell id and the tables, in this order
+SUMMARY_COLUMNS = ("accuracy_mean", "accuracy_weighted", "accuracy_worst10", "loss_mean", "ari", "ami",
+                   "homogeneity", "completeness", "v_measure", "n_clusters", "stable_round", "rounds",
+                   "bytes_total", "wall_seconds")
+INTEGER_COLUMNS = ("n_clusters", "stable_round", "rounds", "bytes_total")
+ROUND_COLUMNS = ("ari", "ami", "v_measure", "n_clusters")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: its directory name, its config and its row labels."""
+
+    id: str
+    config: Config
+    labels: dict  # config columns of the tables: method, scenario, seed, parts used, other grid fields
+
+
+# -- the grid ---------------------------------------------------------------------------------
+def expand_grid(grid: dict, base: Config = Config()) -> list[Cell]:
+    """The distinct cells of ``grid`` on top of ``base``, validated, in grid order.
+
+    ``grid`` maps config fields to a list of values (a single value is a list of one;
+    for a tuple-valued field such as ``hidden`` a tuple is one value). Cells are the
+    product of the lists (seeds innermost); cells whose effective config repeats an
+    earlier one are dropped (see the module docstring). Raises ``ValueError`` naming the
+    bad value and the valid ones, before anything is run or written.
+    """
+    from .experiment import validate
+
+    if not isinstance(grid, dict) or not grid:
+        raise ValueError("the grid must be a non-empty dict of config field -> list of values, "
+                         "e.g. {'method': ['fedavg', 'flhc'], 'seed': [0, 1]}")
+    lists = {key: _values(key, values) for key, values in grid.items()}
+    order = [k for k in ("method", "scenario") if k in lists] + \
+            [k for k in lists if k not in KEY_FIELDS] + (["seed"] if "seed" in lists else [])
+    for key in (*PARTS, "metric"):
+        _check_part(key, [getattr(base, key)] + lists.get(key, []))
+    configs, seen = [], set()
+    for combo in itertools.product(*(lists[k] for k in order)):
+        config = effective_config(base.replace(**dict(zip(order, combo))))
+        if config in seen:
+            continue
+        seen.add(config)
+        validate(config)
+        configs.append(config)
+    parts = {config: _parts_used(config) for config in configs}
+    extra = [k for k in order if k not in KEY_FIELDS and k not in PARTS]
+    varying = [k for k in order if k not in KEY_FIELDS and len({getattr(c, k) for c in configs}) > 1]
+    cells = []
+    for config in configs:
+        labels = {k: getattr(config, k) for k in KEY_FIELDS}
+        labels.update(parts[config])
+        labels.update({k: _plain(getattr(config, k)) for k in extra})
+        cells.append(Cell(cell_id(config, varying), config, labels))
+    return cells
+
+
+def effective_config(config: Config) -> Config:
+    """``config`` with the :data:`PARTS` reset to their defaults for a method not built on
+    :class:`~cflkit.methods.clustered.Clustered` (they would not change its run)."""
+    if _is_clustered(config.method):
+        return config
+    return config.replace(**{k: FIELDS[k].default for k in PARTS})
+
+
+def cell_id(config: Config, varying=()) -> str:
+    """``<method>-<scenario>-s<seed>[-<field>_<value>...]-<hash8>``: readable, deterministic,
+    safe as a directory name. ``varying`` names the other fields to show (empty values are
+    left out); the hash covers the whole config."""
+    digest = hashlib.sha1(config.to_json().encode()).hexdigest()[:8]
+    words = [config.method, config.scenario, f"s{config.seed}"]
+    for key in varying:
+        value = getattr(config, key)
+        if value in ("", ()):
+            continue
+        value = "x".join(map(str, value)) if isinstance(value, tuple) else value
+        words.append(f"{key}_{value}")
+    readable = re.sub(r"[^A-Za-z0-9._+-]", "_", "-".join(map(str, words)))[:150]
+    return f"{readable}-{digest}"
+
+
+def _values(key: str, values) -> list:
+    if key not in FIELDS:
+        raise ValueError(f"unknown config field {key!r} in the grid; choose one of: {', '.join(FIELDS)}")
+    tuple_field = isinstance(FIELDS[key].default, tuple)
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if isinstance(values, (list, range)) or (isinstance(values, tuple) and not tuple_field):
+        values = list(values)
+    else:
+        values = [values]
+    if not values:
+        raise ValueError(f"the grid gives no values for {key!r}; give at least one")
+    out = []
+    for v in values:
+        v = coerce(key, v)
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def _check_part(key: str, values):
+    from .clustering import CLUSTERERS, METRICS
+    from .methods.clustered import TRIGGERS
+    from .representations import REPRESENTATIONS
+
+    options = {"representation": REPRESENTATIONS, "clusterer": CLUSTERERS, "trigger": TRIGGERS,
+               "metric": METRICS}[key]
+    for v in values:
+        if v and v not in options:
+            raise ValueError(f"unknown {key} {v!r}; choose one of: {', '.join(options)}")
+
+
+def _is_clustered(method: str) -> bool:
+    from .methods import METHODS
+    from .methods.clustered import Clustered
+
+    return method in METHODS and issubclass(METHODS[method], Clustered)
+
+
+def _parts_used(config: Config) -> dict:
+    """The representation, clusterer and trigger a run of ``config`` uses ('' if none)."""
+    from .methods import METHODS, make_method
+
+    if not _is_clustered(config.method):
+        return dict.fromkeys(PARTS, "")
+    try:
+        method = make_method(config)  # cheap, no TensorFlow
+    except ValueError:  # parts that do not combine: the cell fails when run, and says why
+        return {k: getattr(config, k) or METHODS[config.method].defaults.get(k, "") for k in PARTS}
+    return {k: getattr(method, k) for k in PARTS}
+
+
+def _plain(value):
+    return ",".join(map(str, value)) if isinstance(value, tuple) else value
+
+
+# -- running ----------------------------------------------------------------------------------
+def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | None = None,
+            base: Config = Config()) -> pd.DataFrame:
+    """Run every cell of ``grid`` (see :func:`expand_grid`) into ``out_dir`` and return the
+    results table, one row per cell (columns: ``cell``, the config labels, the
+    :data:`SUMMARY_COLUMNS`, ``error``).
+
+    Cells already in ``out_dir`` are not run again. ``workers`` worker processes (default:
+    as many as cores, at most one per cell to run) each import TensorFlow once and run
+    many cells; with one worker the cells run in this process. A cell that raises is
+    recorded in ``error`` and the others go on. ``progress`` shows a bar over cells
+    (default: when stderr is a terminal).
+    """
+    cells = expand_grid(grid, base)
+    if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    progress = sys.stderr.isatty() if progress is None else progress
+    out_dir = Path(out_dir)
+    cells_dir = out_dir / "cells"
+    pending = _resume(cells, cells_dir)
+    log.info("compare: %d cells, %d to run", len(cells), len(pending))
+    errors = _run_cells(pending, cells_dir, workers, progress, done=len(cells) - len(pending))
+
+    results = results_table(cells, cells_dir, errors)
+    per_round = per_round_table(cells, cells_dir, errors)
+    with atomic_file(out_dir / "results.csv") as tmp:
+        results.to_csv(tmp, index=False)
+    with atomic_file(out_dir / "ari_per_round.csv") as tmp:
+        per_round.to_csv(tmp, index=False)
+    write_text_atomic(out_dir / "table.md", markdown_table(summarize_grid(results)) + "\n")
+    write_text_atomic(out_dir / "grid.json", json.dumps(
+        {"grid": {k: [_plain(v) for v in _values(k, vs)] for k, vs in grid.items()}, "base": base.to_dict()},
+        indent=2) + "\n")
+    if errors:
+        lines = "\n".join(f"  {cid}: {err}" for cid, err in errors.items())
+        log.warning("compare: %d of %d cells failed:\n%s", len(errors), len(cells), lines)
+    return results
+
+
+def _resume(cells: list[Cell], cells_dir: Path) -> list[Cell]:
+    """The cells still to run; runs of a cell's config filed under another id are moved."""
+    elsewhere = None
+    pending = []
+    for cell in cells:
+        path = cells_dir / cell.id
+        if _run_config(path) == cell.config:
+            continue
+        if elsewhere is None:
+            elsewhere = {}
+            for other in sorted(cells_dir.glob("*/config.json")) if cells_dir.is_dir() else ():
+                config = _run_config(other.parent)
+                if config is not None:
+                    elsewhere.setdefault(config, other.parent)
+        old = elsewhere.get(cell.config)
+        if old is not None and old.exists() and not path.exists():
+            os.replace(old, path)
+            log.info("compare: reusing %s as %s", old.name, cell.id)
+            continue
+        pending.append(cell)
+    return pending
+
+
+def _run_config(path: Path) -> Config | None:
+    """The config of the complete run in ``path``, or None."""
+    if not all((path / f).is_file() for f in RUN_FILES):
+        return None
+    try:
+        return Config.from_dict(json.loads((path / "config.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _run_cells(cells: list[Cell], cells_dir: Path, workers, progress: bool, done: int) -> dict:
+    """Run ``cells``; return {cell id: one-line error} of those that failed."""
+    errors = {}
+    if not cells:
+        return errors
+    n = min(int(workers) if workers else available_cores(), len(cells))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=done + len(cells), initial=done, desc="compare", unit="cell")
+    try:
+        if n <= 1:
+            for cell in cells:
+                error = run_cell(cell.config, cells_dir / cell.id)
+                if error:
+                    errors[cell.id] = error
+                if bar is not None:
+                    bar.update(1)
+        else:
+            errors = _run_pool(cells, cells_dir, n, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return {cell.id: errors[cell.id] for cell in cells if cell.id in errors}  # grid order
+
+
+def _run_pool(cells, cells_dir, n: int, bar) -> dict:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    threads = max(1, available_cores() // n)
+    errors = {}
+    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads,))
+    try:
+        futures = {pool.submit(run_cell, cell.config, cells_dir / cell.id, True): cell for cell in cells}
+        for future in as_completed(futures):
+            try:
+                error = future.result()
+            except BrokenProcessPool:
+                error = ("BrokenProcessPool: a worker process died (out of memory? or a script calling "
+                         "compare() without `if __name__ == '__main__':`); run again to resume")
+            if error:
+                errors[futures[future].id] = error
+            if bar is not None:
+                bar.update(1)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return errors
+
+
+def run_cell(config: Config, out, fresh_session: bool = False) -> str | None:
+    """Run one cell into ``out``; return None, or its error as one line."""
+    from . import experiment
+
+    try:
+        experiment.run(config, out=out)
+    except Exception as e:  # noqa: BLE001 — one cell's failure must not end the grid
+        return one_line(e)
+    finally:
+        if fresh_session:  # a worker runs many cells: free each one's graphs and models
+            from ._tf import keras
+
+            keras().backend.clear_session()
+    return None
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _init_worker(threads: int):
+    """Worker start: limit TensorFlow's threads (only possible before its runtime starts),
+    then import it once for all the cells this worker runs."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    with _quiet_stderr():  # TensorFlow's import banner, as cflkit._tf does
+        import tensorflow
+
+        tensorflow.config.threading.set_intra_op_parallelism_threads(threads)
+        tensorflow.config.threading.set_inter_op_parallelism_threads(threads)
+    from ._tf import keras
+
+    keras()
+
+
+class _quiet_stderr:
+    def __enter__(self):
+        import tempfile
+
+        self.sink = tempfile.TemporaryFile(mode="w+b")
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        os.dup2(self.sink.fileno(), 2)
+
+    def __exit__(self, kind, value, tb):
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        if kind is not None:  # show what TensorFlow said if its import failed
+            self.sink.seek(0)
+            sys.stderr.write(self.sink.read().decode(errors="replace"))
+        self.sink.close()
+        return False
+
+
+# -- tables -----------------------------------------------------------------------------------
+def results_table(cells: list[Cell], cells_dir, errors: dict | None = None) -> pd.DataFrame:
+    """One row per cell from its run directory: labels, :data:`SUMMARY_COLUMNS`, ``error``."""
+    errors = errors or {}
+    rows = []
+    for cell in cells:
+        row = {"cell": cell.id, **cell.labels}
+        path = Path(cells_dir) / cell.id
+        error = errors.get(cell.id, "")
+        summary = {}
+        if not error:
+            try:
+                summary = json.loads((path / "summary.json").read_text())
+            except (OSError, ValueError) as e:
+                error = f"no run in {path}: {one_line(e)}"
+        for key in SUMMARY_COLUMNS:
+            value = summary.get(key)
+            row[key] = np.nan if value is None else value
+        row["error"] = error
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    for key in INTEGER_COLUMNS:
+        table[key] = table[key].astype("Int64")
+    return table
+
+
+def per_round_scores(history: pd.DataFrame) -> pd.DataFrame:
+    """ARI, AMI, V-measure and number of clusters of every round of one run's history."""
+    from .metrics import clustering_scores
+
+    rows = []
+    for r, rnd in history.sort_values(["round", "client"]).groupby("round", sort=True):
+        scores = clustering_scores(rnd["group"].to_numpy(), rnd["cluster"].to_numpy())
+        rows.append({"round": int(r), "ari": scores["ari"], "ami": scores["ami"],
+                     "v_measure": scores["v_measure"], "n_clusters": int(rnd["cluster"].nunique())})
+    return pd.DataFrame(rows, columns=["round", *ROUND_COLUMNS])
+
+
+def per_round_table(cells: list[Cell], cells_dir, errors: dict | None = None) -> pd.DataFrame:
+    """The long table of :func:`per_round_scores` of every cell that ran (rounds 0..R)."""
+    frames = []
+    for cell in cells:
+        if cell.id in (errors or {}):
+            continue
+        path = Path(cells_dir) / cell.id / "history.csv"
+        if not path.is_file():
+            continue
+        scores = per_round_scores(pd.read_csv(path, usecols=["round", "client", "group", "cluster"]))
+        labels = pd.DataFrame([{"cell": cell.id, **cell.labels}] * len(scores))
+        frames.append(pd.concat([labels, scores], axis=1))
+    if not frames:
+        columns = ["cell", *(cells[0].labels if cells else KEY_FIELDS), "round", *ROUND_COLUMNS]
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_comparison(out_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(results, per_round)`` as :func:`compare` wrote them to ``out_dir``."""
+    out_dir = Path(out_dir)
+    missing = [f for f in ("results.csv", "ari_per_round.csv") if not (out_dir / f).is_file()]
+    if missing:
+        raise ValueError(f"{str(out_dir)!r} holds no comparison: missing {', '.join(missing)}")
+    tables = []
+    for name in ("results.csv", "ari_per_round.csv"):
+        table = pd.read_csv(out_dir / name)
+        for key in table.columns:
+            if key in ("cell", "error") or (key in FIELDS and isinstance(FIELDS[key].default, str)):
+                table[key] = table[key].astype(object).fillna("").astype(str)
+        tables.append(table)
+    return tables[0], tables[1]
+
+
+def summarize_grid(results: pd.DataFrame, by=None, metrics=("ari", "accuracy_mean"),
+                   digits: int = 2) -> pd.DataFrame:
+    """Mean ± std over seeds (sample std; the mean alone for one run) of ``metrics``.
+
+    ``by`` defaults to method, scenario and every other config column of ``results`` that
+    takes more than one value (seed excepted). Failed cells are left out of the means
+    and counted in ``failed``; ``runs`` counts the cells that finished.
+    """
+    if by is None:
+        config_cols = [c for c in results.columns if c in FIELDS and c not in SUMMARY_COLUMNS and c != "seed"]
+        by = [c for c in config_cols if c in ("method", "scenario") or results[c].nunique(dropna=False) > 1]
+    by = list(by)
+    errors = results["error"].fillna("").astype(str) if "error" in results else pd.Series("", index=results.index)
+    rows = []
+    for key, group in results.groupby(by, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        ok = group[errors.loc[group.index] == ""]
+        row = dict(zip(by, ("" if isinstance(k, float) and math.isnan(k) else k for k in key)))
+        for m in metrics:
+            row[m] = _mean_std(ok[m].astype(float).to_numpy(), digits)
+        row["runs"] = len(ok)
+        row["failed"] = len(group) - len(ok)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*by, *metrics, "runs", "failed"])
+
+
+def _mean_std(values: np.ndarray, digits: int) -> str:
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return "–"
+    if values.size == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """``table`` as a GitHub-flavoured Markdown table (no extra dependency)."""
+    cells = [[str(c) for c in table.columns]] + [[_cell(v) for v in row] for row in table.itertuples(index=False)]
+    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join(" --- " for _ in table.columns) + "|")
+    return "\n".join(lines)
+
+
+def text_table(table: pd.DataFrame) -> str:
+    """``table`` as aligned plain text, for the terminal."""
+    cells = [[str(c) for c in table.columns]] + [[_cell(v) for v in row] for row in table.itertuples(index=False)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(table.columns))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells)
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return ""
+    return str(value)

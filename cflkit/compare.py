@@ -355,37 +355,12 @@ def available_cores() -> int:
 
 
 def _init_worker(threads: int):
-    """Worker start: limit TensorFlow's threads (only possible before its runtime starts),
-    then import it once for all the cells this worker runs."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    with _quiet_stderr():  # TensorFlow's import banner, as cflkit._tf does
-        import tensorflow
+    """Worker start: import TensorFlow once for all the cells this worker runs, with its
+    thread pools limited (only possible before its runtime starts)."""
+    from ._tf import keras, tf
 
-        tensorflow.config.threading.set_intra_op_parallelism_threads(threads)
-        tensorflow.config.threading.set_inter_op_parallelism_threads(threads)
-    from ._tf import keras
-
+    tf(threads=threads)
     keras()
-
-
-class _quiet_stderr:
-    def __enter__(self):
-        import tempfile
-
-        self.sink = tempfile.TemporaryFile(mode="w+b")
-        sys.stderr.flush()
-        self.saved = os.dup(2)
-        os.dup2(self.sink.fileno(), 2)
-
-    def __exit__(self, kind, value, tb):
-        os.dup2(self.saved, 2)
-        os.close(self.saved)
-        if kind is not None:  # show what TensorFlow said if its import failed
-            self.sink.seek(0)
-            sys.stderr.write(self.sink.read().decode(errors="replace"))
-        self.sink.close()
-        return False
 
 
 # -- tables -----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ check equivalence (see ``bench/reference.py`` and ``tests/test_trainer.py``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -84,9 +84,9 @@ class Trainer:
     whatever the clients' sizes.
     """
 
-    model: object  # a built keras.Model without non-trainable state
-    x: np.ndarray
-    y: np.ndarray
+    model: object = field(repr=False)  # a built keras.Model without non-trainable state
+    x: np.ndarray = field(repr=False)
+    y: np.ndarray = field(repr=False)
     loss: str = "classification"
     learning_rate: float = 0.05
     batch_size: int = 32

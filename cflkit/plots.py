@@ -88,6 +88,24 @@ def method_color(name: str, i: int) -> str:
     return METHOD_COLORS.get(name, OKABE_ITO[i % len(OKABE_ITO)])
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
+
+
+def method_colors(names) -> dict:
+    """A distinct colour for every method of one figure: the baselines keep their fixed
+    colours (:data:`METHOD_COLORS`), the other methods take, in order, the palette colours
+    no baseline of this figure uses (then tab10's)."""
+    import matplotlib
+
+    names = [str(n) for n in dict.fromkeys(names)]
+    taken = {METHOD_COLORS[n] for n in names if n in METHOD_COLORS}
+    spare = [c for c in OKABE_ITO if c not in taken]
+    spare += [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab10"].colors if
+              matplotlib.colors.to_hex(c) not in taken]
+    free = iter(spare * (1 + len(names) // max(len(spare), 1)))
+    return {n: METHOD_COLORS[n] if n in METHOD_COLORS else next(free) for n in names}
+
+
 def save(fig, path, dpi: int | None = None) -> list[Path]:
     """Write ``fig`` to ``path`` atomically (temporary sibling file, then ``os.replace``).
 
@@ -166,12 +184,14 @@ def _group_strip(ax, fed, order):
     return strip
 
 
-def _client_ticks(axis, order, fed, every: int | None = None):
+def _client_ticks(axis, order, fed, every: int | None = None, names=None):
+    """Tick every ``every``-th position with its client id (``names[order[i]]`` if given),
+    coloured by group."""
     n = len(order)
     every = every or max(1, int(np.ceil(n / 24)))
     shown = np.arange(0, n, every)
     axis.set_ticks(shown)
-    axis.set_ticklabels([str(order[i]) for i in shown])
+    axis.set_ticklabels([str(order[i] if names is None else names[order[i]]) for i in shown])
     for label, i in zip(axis.get_ticklabels(), shown):
         label.set_color(group_color(fed.groups[order[i]]))
 
@@ -306,12 +326,13 @@ def accuracy_curves(histories: dict, band: str | None = "minmax", metric: str = 
     with _style():
         own = ax is None
         fig, ax = _figure(width, 2.4) if own else (ax.figure, ax)
+        colors = method_colors(histories)
         for i, (label, value) in enumerate(histories.items()):
             h = _history(value)
             per_round = h.groupby("round")[metric]
             rounds = np.asarray(sorted(h["round"].unique()))
             mean = per_round.mean().to_numpy()
-            color = method_color(str(label), i)
+            color = colors[str(label)]
             ax.plot(rounds, mean, color=color, ls=METHOD_STYLES.get(str(label), "-"), label=str(label))
             if band == "minmax":
                 ax.fill_between(rounds, per_round.min().to_numpy(), per_round.max().to_numpy(),
@@ -348,10 +369,11 @@ def per_client_accuracy(histories: dict, round: int | None = None, group_names=N
         own = ax is None
         fig, ax = _figure(width, 2.4) if own else (ax.figure, ax)
         groups = []
+        colors = method_colors(histories)
         for i, (label, value) in enumerate(histories.items()):
             h = _history(value)
             last = h[h["round"] == (h["round"].max() if round is None else round)]
-            color = method_color(str(label), i)
+            color = colors[str(label)]
             for g, part in last.groupby("group"):
                 groups.append(int(g))
                 x = int(g) - 0.4 + step * (i + 0.5)
@@ -375,3 +397,445 @@ def per_client_accuracy(histories: dict, round: int | None = None, group_names=N
             ax.set_title(title)
         _legend(fig, ax, own, n, handletextpad=0.2, markerscale=1.5)
     return _done(fig, path)
+
+
+# -- what a clustering server sees, and what it decides ---------------------------------------
+def _planted(groups, group_names=None):
+    """``groups`` (a federation, a Result, or one group id per client) as a small federation-like
+    object with ``groups``, ``group_names``, ``n_clients`` and ``n_groups``."""
+    from types import SimpleNamespace
+
+    source = getattr(groups, "federation", None) or groups
+    names = group_names if group_names is not None else getattr(source, "group_names", ())
+    g = np.asarray(getattr(source, "groups", source), dtype=np.int64)
+    if g.ndim != 1 or g.size == 0 or g.min() < 0:
+        raise ValueError(f"groups must be one non-negative group id per client, got {g.tolist()[:10]}")
+    return SimpleNamespace(groups=g, group_names=tuple(names or ()), n_clients=len(g),
+                           n_groups=int(g.max()) + 1)
+
+
+def _cluster_color(k: int) -> str:
+    """Colour of cluster ``k``: the Okabe–Ito palette, then tab20 for clusters past it."""
+    if k < len(OKABE_ITO):
+        return OKABE_ITO[k]
+    import matplotlib
+
+    return matplotlib.colors.to_hex(matplotlib.colormaps["tab20"]((k - len(OKABE_ITO)) % 20))
+
+
+def _boundaries(groups_in_order) -> np.ndarray:
+    return np.flatnonzero(np.diff(groups_in_order)) + 0.5
+
+
+def similarity_matrix(matrix, groups, label: str = "cosine similarity", group_names=None,
+                      cmap: str | None = None, vmin: float | None = None, vmax: float | None = None,
+                      title: str | None = None, width: float = COLUMN, ax=None, path=None):
+    """A clients × clients matrix (similarities or distances) with clients ordered by planted group.
+
+    Rows and columns are sorted by ground-truth group (then client id); black lines mark the
+    group boundaries and a coloured strip on top gives each client's group, so a method that
+    sees the groups shows as bright (or dark) blocks on the diagonal. ``groups`` is a
+    federation, a Result or one group id per client. A matrix with negative entries is drawn
+    on a diverging scale centred at 0 (``RdBu_r``), otherwise on ``viridis``; ``label``
+    names the colour bar.
+    """
+    fed = _planted(groups, group_names)
+    M = np.asarray(matrix, dtype=float)
+    if M.shape != (fed.n_clients, fed.n_clients):
+        raise ValueError(f"matrix has shape {M.shape}, expected ({fed.n_clients}, {fed.n_clients}): "
+                         f"one row and one column per client")
+    order = _by_group(fed)
+    M = M[np.ix_(order, order)]
+    diverging = np.nanmin(M) < 0
+    if diverging and vmin is None and vmax is None:
+        lim = float(np.nanmax(np.abs(M))) or 1.0
+        vmin, vmax = -lim, lim
+    with _style():
+        own = ax is None
+        fig, ax = _figure(width, width * 0.86 + 0.25 * int(np.ceil(fed.n_groups / 2))) if own else (ax.figure, ax)
+        im = ax.imshow(M, cmap=cmap or ("RdBu_r" if diverging else "viridis"), vmin=vmin, vmax=vmax,
+                       interpolation="nearest")
+        for b in _boundaries(fed.groups[order]):
+            ax.axhline(b, color="black", lw=0.6)
+            ax.axvline(b, color="black", lw=0.6)
+        _client_ticks(ax.xaxis, order, fed)
+        _client_ticks(ax.yaxis, order, fed)
+        ax.tick_params(labelsize=6)
+        ax.set_xlabel("client (ordered by group)")
+        ax.set_ylabel("client")
+        for side in ax.spines.values():
+            side.set_visible(True)
+        _group_strip(ax, fed, order)
+        fig.colorbar(im, ax=ax, label=label, shrink=0.85)
+        if title:
+            ax.set_title(title, pad=10)
+        if own:
+            _group_legend(fig, fed, np.unique(fed.groups))
+    return _done(fig, path)
+
+
+def dendrogram(X, groups, distances: bool = False, metric: str = "euclidean", method: str = "ward",
+               cut: float | None = None, clusters: int | None = None, group_names=None, ylabel: str | None = None,
+               title: str | None = None, width: float = COLUMN, ax=None, path=None):
+    """Hierarchical clustering of the clients as a tree, leaves coloured by planted group.
+
+    ``X`` is one of: representation rows (one per client, clustered with ``metric`` and
+    ``method`` linkage — Ward on Euclidean rows, as FL+HC does); a square distance matrix
+    (with ``distances=True``; not with Ward); or a SciPy linkage matrix. Each leaf is a client,
+    its label and the marker below it in its group's colour: a clustering that recovers the
+    groups joins each colour first. ``cut`` draws the height at which the tree is cut;
+    ``clusters=K`` draws the cut that leaves K clusters (half-way between the two merges).
+    """
+    from scipy.cluster import hierarchy
+    from scipy.spatial.distance import squareform
+
+    fed = _planted(groups, group_names)
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 2 and X.shape == (fed.n_clients - 1, 4) and hierarchy.is_valid_linkage(X):
+        Z = X
+    elif distances:
+        if method == "ward":
+            raise ValueError("Ward linkage needs representation rows, not distances; use method='average', "
+                             "'complete' or 'single'")
+        if X.shape != (fed.n_clients, fed.n_clients):
+            raise ValueError(f"distances have shape {X.shape}, expected ({fed.n_clients}, {fed.n_clients})")
+        D = (X + X.T) / 2
+        np.fill_diagonal(D, 0.0)
+        Z = hierarchy.linkage(squareform(np.clip(D, 0, None), checks=False), method=method)
+    else:
+        if len(X) != fed.n_clients:
+            raise ValueError(f"X has {len(X)} rows, expected one per client ({fed.n_clients})")
+        if method == "ward" and metric != "euclidean":
+            raise ValueError("Ward linkage needs metric='euclidean'")
+        Z = hierarchy.linkage(X.reshape(len(X), -1), method=method, metric=metric)
+    if clusters is not None:
+        if not 2 <= clusters <= fed.n_clients:
+            raise ValueError(f"clusters must be between 2 and the {fed.n_clients} clients, got {clusters}")
+        heights = Z[:, 2]
+        cut = float(heights[-clusters] + heights[-clusters + 1]) / 2
+    with _style():
+        own = ax is None
+        fig, ax = _figure(width, 2.2 + 0.25 * int(np.ceil(fed.n_groups / 2))) if own else (ax.figure, ax)
+        tree = hierarchy.dendrogram(Z, ax=ax, labels=[str(c) for c in range(fed.n_clients)],
+                                    link_color_func=lambda _: "0.25", leaf_font_size=6, leaf_rotation=90)
+        leaves = np.asarray(tree["leaves"])
+        for label, c in zip(ax.get_xticklabels(), leaves):
+            label.set_color(group_color(fed.groups[c]))
+        xs = 5 + 10 * np.arange(len(leaves))
+        ax.scatter(xs, np.zeros(len(leaves)), c=[group_color(fed.groups[c]) for c in leaves], s=12,
+                   marker="s", zorder=3, clip_on=False, lw=0)
+        if cut is not None:
+            ax.axhline(cut, color="#D55E00", ls="--", lw=0.8)
+            ax.annotate(f"cut: {clusters} clusters" if clusters else "cut", (xs[-1] + 5, cut), xytext=(2, 2), textcoords="offset points", fontsize=7,
+                        color="#D55E00", ha="right", va="bottom")
+        ax.set_xlabel("client")
+        ax.set_ylabel(ylabel or ("linkage distance" if method != "ward" else "Ward linkage distance"))
+        ax.spines["bottom"].set_visible(False)
+        ax.tick_params(axis="x", length=0)
+        if title:
+            ax.set_title(title)
+        if own:
+            _group_legend(fig, fed, np.unique(fed.groups))
+    return _done(fig, path)
+
+
+def _match_to_groups(clusters: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Rename cluster ids to the planted group they overlap most (Hungarian matching);
+    clusters left unmatched get ids ``n_groups, n_groups + 1, ...``."""
+    from scipy.optimize import linear_sum_assignment
+
+    ids, inverse = np.unique(clusters, return_inverse=True)
+    overlap = np.zeros((len(ids), n_groups))
+    np.add.at(overlap, (inverse, groups), 1)
+    rows, cols = linear_sum_assignment(-overlap)
+    mapping = np.full(len(ids), -1, dtype=np.int64)
+    mapping[rows] = cols
+    unmatched = np.flatnonzero(mapping < 0)
+    mapping[unmatched] = n_groups + np.arange(len(unmatched))
+    return mapping[inverse]
+
+
+def assignment_over_rounds(history, match_groups: bool = True, group_names=None, title: str | None = None,
+                           width: float = COLUMN, ax=None, path=None):
+    """Every client's cluster in every round: a clients × rounds grid coloured by cluster.
+
+    ``history`` is a history DataFrame (columns round, client, group, cluster) or a Result.
+    Clients are ordered by planted group, shown by the strip on the left. With
+    ``match_groups`` (default) each round's cluster ids are renamed to the planted group they
+    overlap most, so a recovered group takes its group's colour and a perfect clustering
+    looks like the strip; extra clusters get further colours. This renames, it never
+    regroups: who is with whom is exactly the method's assignment.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    h = _history(history)
+    rounds = np.asarray(sorted(h["round"].unique()))
+    grid = h.pivot(index="client", columns="round", values="cluster").loc[:, rounds]
+    clients = grid.index.to_numpy()
+    group_of = h.drop_duplicates("client").set_index("client")["group"].loc[clients].to_numpy()
+    fed = _planted(group_of, group_names if group_names is not None
+                   else getattr(getattr(history, "federation", None), "group_names", None))
+    order = _by_group(fed)
+    values = grid.to_numpy()[order].astype(np.int64)
+    if match_groups:
+        for j in range(values.shape[1]):
+            values[:, j] = _match_to_groups(values[:, j], fed.groups[order], fed.n_groups)
+    n_colors = int(max(values.max(), fed.groups.max())) + 1
+    cmap = ListedColormap([_cluster_color(k) for k in range(n_colors)])
+    with _style():
+        own = ax is None
+        height = min(0.9 + 0.09 * len(order), 5.0) + 0.35
+        fig, ax = _figure(width, height) if own else (ax.figure, ax)
+        ax.imshow(values, aspect="auto", cmap=cmap, vmin=-0.5, vmax=n_colors - 0.5, interpolation="nearest")
+        for b in _boundaries(fed.groups[order]):
+            ax.axhline(b, color="white", lw=1.0)
+        strip = ax.inset_axes([-0.06, 0, 0.035, 1])
+        strip.imshow(fed.groups[order][:, None], aspect="auto", cmap=cmap, vmin=-0.5, vmax=n_colors - 0.5,
+                     interpolation="nearest")
+        strip.set_axis_off()
+        step = max(1, int(np.ceil(len(rounds) / 12)))
+        ax.set_xticks(np.arange(0, len(rounds), step))
+        ax.set_xticklabels([str(r) for r in rounds[::step]])
+        ax.set_xlabel("round")
+        _client_ticks(ax.yaxis, order, fed, names=clients)
+        ax.tick_params(axis="y", labelsize=6, pad=12)
+        ax.set_ylabel("client (strip: planted group)")
+        if title:
+            ax.set_title(title)
+        if own:
+            shown = sorted(set(np.unique(values).tolist()))
+            handles = [Patch(color=_cluster_color(k), label=str(k)) for k in shown]
+            fig.legend(handles=handles, loc="outside lower center", ncol=min(8, len(handles)), handlelength=1.0,
+                       columnspacing=0.8, title_fontsize=8,
+                       title="cluster (named after the planted group it overlaps most)" if match_groups
+                       else "cluster")
+    return _done(fig, path)
+
+
+def _round_table(data):
+    """Diagnostics (a list of per-round dicts, or a Result) or a table, as a DataFrame."""
+    import pandas as pd
+
+    data = getattr(data, "diagnostics", data)
+    if isinstance(data, pd.DataFrame):
+        return data
+    rows = [{k: v for k, v in d.items() if np.ndim(v) == 0} for d in data]
+    return pd.DataFrame(rows)
+
+
+def metric_over_rounds(data, key, by: str | None = None, panel: str | None = None, band: str | None = "minmax",
+                       thresholds: dict | None = None, events: dict | None = None, labels: dict | None = None,
+                       ylabel: str | None = None, logy: bool = False, title: str | None = None,
+                       width: float | None = None, ax=None, path=None):
+    """Scalar quantities over rounds: a method's diagnostics, or a column of a tidy table.
+
+    ``data`` is a Result's ``diagnostics`` (a list of per-round dicts; non-scalar entries are
+    ignored), a Result, or a DataFrame with a ``round`` column. ``key`` is one column or a list
+    of columns (one line each). ``by`` draws one line per value of that column (e.g.
+    ``"method"``); rows sharing a round and a line (several seeds, clients) are averaged,
+    and ``band="minmax"`` shades their range (``"std"``: ± one standard deviation; ``None``:
+    lines only). ``panel`` draws one panel per value of that column (e.g. ``"scenario"``),
+    side by side with a shared y axis and one legend (width defaults to the text width).
+    ``thresholds`` maps a label to a value drawn as a dashed horizontal line (e.g.
+    Sattler's ε1 and ε2); ``events`` maps a label to a round, or a list of rounds, marked by
+    dotted vertical lines (e.g. ``{"splits": [11, 13]}``). ``labels`` renames lines in the
+    legend (``{"max_update_norm": "largest client update"}``).
+    """
+    if band not in (None, "minmax", "std"):
+        raise ValueError(f"unknown band {band!r}; choose one of: minmax, std, None")
+    table = _round_table(data)
+    keys = [key] if isinstance(key, str) else list(key)
+    missing = [k for k in keys + [c for c in (by, panel) if c] + ["round"] if k not in table.columns]
+    if missing:
+        raise ValueError(f"no column {missing[0]!r} to plot; the data has: {', '.join(map(str, table.columns))}")
+    if by and len(keys) > 1:
+        raise ValueError("give one key when lines are drawn per value of 'by'")
+    if panel and ax is not None:
+        raise ValueError("'panel' makes its own figure; leave 'ax' out")
+    names = [str(v) for v in dict.fromkeys(table[by])] if by else keys
+    colors = method_colors(names) if by else {k: OKABE_ITO[i % len(OKABE_ITO)] for i, k in enumerate(keys)}
+    markers = {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(names)}
+    panels = [(str(v), part) for v, part in table.groupby(panel, sort=False)] if panel else [(title, table)]
+    with _style():
+        own = ax is None
+        if own:
+            width = width or (TEXT if panel else COLUMN)
+            fig, axes = _figure(width, 2.2, ncols=len(panels), squeeze=False, sharey=True)
+            axes = list(axes[0])
+        else:
+            fig, axes = ax.figure, [ax]
+        for ax_, (name, part) in zip(axes, panels):
+            lines = ([(str(v), p, keys[0]) for v, p in part.groupby(by, sort=False)] if by
+                     else [(k, part, k) for k in keys])
+            for label, p, k in lines:
+                _round_line(ax_, p, k, label, colors[label], markers[label], band, (labels or {}).get(label, label))
+            _round_marks(ax_, thresholds, events)
+            ax_.set_xlabel("round")
+            ax_.xaxis.get_major_locator().set_params(integer=True)
+            if name:
+                ax_.set_title(name)
+            if logy:
+                ax_.set_yscale("log")
+        axes[0].set_ylabel(ylabel or (keys[0] if len(keys) == 1 else "value"))
+        if panel and title:
+            fig.suptitle(title)
+        if len(names) > 1:
+            _legend(fig, axes[0], own, len(names))
+    return _done(fig, path)
+
+
+def _round_line(ax, part, key, label, color, marker, band, legend_label):
+    per_round = part.groupby("round")[key]
+    rounds = np.asarray(sorted(part["round"].unique()))
+    mean = per_round.mean().to_numpy(dtype=float)
+    ax.plot(rounds, mean, color=color, ls=METHOD_STYLES.get(label, "-"), label=legend_label,
+            marker=marker if len(rounds) <= 25 else None, ms=3, mfc="none", mew=0.8)
+    if band and per_round.size().max() > 1:
+        if band == "minmax":
+            low, high = per_round.min().to_numpy(dtype=float), per_round.max().to_numpy(dtype=float)
+        else:
+            sd = per_round.std().fillna(0).to_numpy(dtype=float)
+            low, high = mean - sd, mean + sd
+        ax.fill_between(rounds, low, high, color=color, alpha=0.15, lw=0)
+
+
+def _round_marks(ax, thresholds, events):
+    for j, (name, value) in enumerate((thresholds or {}).items()):
+        ax.axhline(value, color="0.3", ls=("--", ":", "-.")[j % 3], lw=0.8)
+        ax.annotate(name, (1.0, value), xycoords=("axes fraction", "data"), xytext=(-2, 2),
+                    textcoords="offset points", ha="right", va="bottom", fontsize=7, color="0.3")
+    for name, when in (events or {}).items():
+        when = [when] if np.ndim(when) == 0 else list(when)
+        for r in when:
+            ax.axvline(r, color="#D55E00", ls=":", lw=0.9)
+        if when:
+            ax.annotate(name, (max(when), 1.0), xycoords=("data", "axes fraction"), xytext=(2, -2),
+                        textcoords="offset points", ha="left", va="top", fontsize=7, color="#D55E00")
+
+
+def method_scenario_heatmap(table, value: str = "ari", methods=None, scenarios=None, fmt: str = "{:.2f}",
+                            cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
+                            title: str | None = None, width: float = COLUMN, ax=None, path=None):
+    """Mean ``value`` of every method (rows) on every scenario (columns), annotated.
+
+    ``table`` is a tidy results table with columns ``method``, ``scenario`` and ``value``
+    (one row per run, e.g. from :func:`cflkit.compare.compare`); runs sharing a method and a
+    scenario (seeds) are averaged, and a cell shows ``mean`` or, with several runs,
+    ``mean ± std``. ``methods`` and ``scenarios`` choose and order rows and columns. ARI and
+    accuracy get the scale [0, 1] unless ``vmin`` / ``vmax`` say otherwise.
+    """
+    for column in ("method", "scenario", value):
+        if column not in table.columns:
+            raise ValueError(f"the table has no column {column!r}; it has: {', '.join(map(str, table.columns))}")
+    methods = list(methods) if methods is not None else list(dict.fromkeys(table["method"]))
+    scenarios = list(scenarios) if scenarios is not None else list(dict.fromkeys(table["scenario"]))
+    stats = table.groupby(["method", "scenario"])[value].agg(["mean", "std", "count"])
+    mean = stats["mean"].unstack().reindex(index=methods, columns=scenarios)
+    std = stats["std"].unstack().reindex(index=methods, columns=scenarios)
+    count = stats["count"].unstack().reindex(index=methods, columns=scenarios)
+    bounded = value in ("ari", "ami", "homogeneity", "completeness", "v_measure") or value.startswith("accuracy")
+    vmin = vmin if vmin is not None else (0.0 if bounded else None)
+    vmax = vmax if vmax is not None else (1.0 if bounded else None)
+    M = mean.to_numpy(dtype=float)
+    with _style():
+        own = ax is None
+        fig, ax = _figure(width, 0.7 + 0.24 * len(methods)) if own else (ax.figure, ax)
+        im = ax.imshow(M, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+        import matplotlib
+
+        norm = im.norm
+        for i in range(len(methods)):
+            for j in range(len(scenarios)):
+                if np.isnan(M[i, j]):
+                    continue
+                text = fmt.format(M[i, j])
+                if count.iat[i, j] > 1 and np.isfinite(std.iat[i, j]):
+                    text += f"±{fmt.format(std.iat[i, j]).lstrip('0') if std.iat[i, j] < 1 else fmt.format(std.iat[i, j])}"
+                r, g, b, _ = matplotlib.colormaps[cmap](norm(M[i, j]))
+                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+                ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color="white" if dark else "black")
+        ax.set_xticks(np.arange(len(scenarios)))
+        ax.set_xticklabels([textwrap.fill(str(s), 12) for s in scenarios])
+        ax.set_yticks(np.arange(len(methods)))
+        ax.set_yticklabels([str(m) for m in methods])
+        ax.tick_params(length=0)
+        for side in ax.spines.values():
+            side.set_visible(False)
+        fig.colorbar(im, ax=ax, label=value, shrink=0.9, pad=0.02)
+        if title:
+            ax.set_title(title)
+    return _done(fig, path)
+
+
+def subspace_bases(bases, federation, clients=None, title: str | None = None, width: float = COLUMN, path=None):
+    """What PACFL clients send: the basis vectors of their data subspaces, drawn as images.
+
+    ``bases[c]`` is client ``c``'s orthonormal (features, p) basis
+    (:func:`cflkit.representations.data_subspace`). One row per client (default: one client of
+    each group, at most eight), one column per basis vector, on a diverging scale (a singular
+    vector's sign is arbitrary). Image federations only.
+    """
+    fed = federation
+    if fed.kind != "image":
+        raise ValueError(f"subspace_bases draws image-shaped vectors; {fed.dataset!r} is {fed.kind} data")
+    clients = _pick_clients(fed, per_group=1) if clients is None else np.asarray(clients, dtype=np.int64)
+    shape = tuple(fed.input_shape[:2])
+    p = int(np.asarray(bases[clients[0]]).shape[1])
+    label_w = 1.0
+    tile = min((width - label_w) / p, 0.6)
+    with _style():
+        fig, axes = _figure(label_w + tile * p + 0.1, len(clients) * tile * 1.15 + 0.35, nrows=len(clients), ncols=p,
+                            squeeze=False, gridspec_kw={"wspace": 0.02, "hspace": 0.02})
+        for row, c in zip(axes, clients):
+            U = np.asarray(bases[c])
+            g = int(fed.groups[c])
+            for j, ax in enumerate(row):
+                v = U[:, j].reshape(shape) if j < U.shape[1] else np.zeros(shape)
+                lim = float(np.abs(v).max()) or 1.0
+                ax.imshow(v, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for side in ax.spines.values():
+                    side.set_visible(False)
+                if c == clients[0]:
+                    ax.set_title(f"$u_{j + 1}$", fontsize=7, pad=2)
+            row[0].set_ylabel(f"client {c}\n{_group_label(fed, g, 14)}", rotation=0, ha="right", va="center",
+                              fontsize=7, color=group_color(g))
+    return _done(_title(fig, title), path)
+
+
+def client_model_losses(matrices, groups, label: str = "training loss", group_names=None,
+                        title: str | None = None, width: float = TEXT, path=None):
+    """Each client's loss under each of K models, in one or more rounds (IFCA's view).
+
+    ``matrices`` is one (clients, K) matrix or a dict ``{panel title: matrix}`` (e.g. one per
+    round); each is drawn as a clients × models heatmap, clients ordered by planted group
+    (coloured ticks, lines between groups), on its own colour scale. A dot marks each
+    client's lowest loss — the model it picks in a loss-based assignment.
+    """
+    fed = _planted(groups, group_names)
+    panels = matrices if isinstance(matrices, dict) else {"": matrices}
+    order = _by_group(fed)
+    with _style():
+        fig, axes = _figure(width, min(0.9 + 0.1 * fed.n_clients, 5.0) + 0.25 * int(np.ceil(fed.n_groups / 2)),
+                            ncols=len(panels), squeeze=False)
+        for ax, (name, M) in zip(axes[0], panels.items()):
+            M = np.asarray(M, dtype=float)
+            if M.ndim != 2 or M.shape[0] != fed.n_clients:
+                raise ValueError(f"loss matrix {name!r} has shape {M.shape}, expected ({fed.n_clients}, K)")
+            M = M[order]
+            im = ax.imshow(M, aspect="auto", cmap="viridis_r", interpolation="nearest")
+            best = M.argmin(axis=1)
+            ax.scatter(best, np.arange(len(order)), s=6, color="white", edgecolor="black", lw=0.4)
+            for b in _boundaries(fed.groups[order]):
+                ax.axhline(b, color="white", lw=0.8)
+            ax.set_xticks(np.arange(M.shape[1]))
+            ax.set_xlabel("model")
+            _client_ticks(ax.yaxis, order, fed)
+            ax.tick_params(axis="y", labelsize=6)
+            ax.set_title(str(name))
+            fig.colorbar(im, ax=ax, location="bottom", shrink=0.9, aspect=15, label=label)
+        axes[0][0].set_ylabel("client")
+        _group_legend(fig, fed, np.unique(fed.groups), ncol=4)
+    return _done(_title(fig, title), path)

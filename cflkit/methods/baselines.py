@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..aggregate import balanced_random_assignment
-from .base import ClusteredFedAvg, Context, Method, RoundInfo, ServerState
+from .base import ClusteredFedAvg, Method, RoundInfo, ServerState
 
 
 class FedAvg(ClusteredFedAvg):

@@ -7,6 +7,8 @@ must still get a model.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .aggregate import contiguous
@@ -71,6 +73,38 @@ def principal_angle_distances(bases: list) -> np.ndarray:
     return D
 
 
+def clustering_temperature(distances, p: float = 2.0) -> float:
+    """OCFL's clustering temperature ``T(Γ) = ‖Γ‖_p / (n (n − 1) 2^p)^(1/p)``.
+
+    ``distances`` is the (n, n) cosine-distance matrix Γ of the clients' updates (values in
+    [0, 2], zero diagonal); ``‖Γ‖_p`` is its entry-wise p-norm. The result lies in [0, 1]:
+    0 when every update points the same way, 1 when every pair is opposite (distance 2).
+
+    >>> g = np.array([[1.0, 0.0], [-1.0, 0.0]])          # two opposite updates
+    >>> clustering_temperature(pairwise_distances(g, "cosine"))
+    1.0
+    >>> clustering_temperature(np.zeros((4, 4)))          # identical directions
+    0.0
+    """
+    D = np.asarray(distances, dtype=np.float64)
+    if D.ndim != 2 or D.shape[0] != D.shape[1]:
+        raise ValueError(f"the clustering temperature needs a square distance matrix, got shape {D.shape}")
+    if not (p > 0 and math.isfinite(p)):
+        raise ValueError(f"the temperature's norm order p must be a finite number > 0, got {p}")
+    if not np.all(np.isfinite(D)) or np.any(D < 0):
+        raise ValueError("the clustering temperature needs finite, non-negative distances")
+    n = len(D)
+    if n < 2:
+        return 0.0
+    norm = float((D ** p).sum() ** (1.0 / p))
+    return norm / (n * (n - 1) * 2.0 ** p) ** (1.0 / p)
+
+
+def temperature_rises(previous: float, current: float) -> bool:
+    """OCFL's rule for when to cluster: the temperature went up since the last round."""
+    return current > previous
+
+
 def cluster(X=None, clusterer: str = "kmeans", k: int = 0, threshold: float = 0.0, metric: str = "euclidean",
             linkage: str = "average", min_cluster_size: int = 2, seed: int = 0, distances=None) -> np.ndarray:
     """Cluster the rows of ``X`` (or a precomputed ``distances`` matrix) into contiguous ids."""
@@ -90,6 +124,9 @@ def cluster(X=None, clusterer: str = "kmeans", k: int = 0, threshold: float = 0.
     def dist():
         return D if D is not None else pairwise_distances(X, metric)
 
+    if clusterer in ("hdbscan", "dbscan") and min_cluster_size > n:
+        raise ValueError(f"min_cluster_size={min_cluster_size} exceeds the {n} clients; set min_cluster_size "
+                         f"between 2 and {n}")
     if clusterer == "kmeans":
         from sklearn.cluster import KMeans
 
@@ -110,6 +147,7 @@ def cluster(X=None, clusterer: str = "kmeans", k: int = 0, threshold: float = 0.
 
         Dm = dist()
         eps = threshold or float(np.median(Dm[np.triu_indices(n, 1)]))
+        eps = max(eps, 1e-12)  # coinciding clients: a zero median would be refused
         labels = DBSCAN(eps=eps, min_samples=min_cluster_size, metric="precomputed").fit_predict(Dm)
     elif clusterer == "hdbscan":
         from sklearn.cluster import HDBSCAN

@@ -12,23 +12,29 @@ Triggers:
   the initial model, data subspace, descriptors);
 - ``once`` — once, after local training in round ``warmup_rounds + 1`` (FedAvg before);
 - ``every`` — after local training in every round from ``warmup_rounds + 1`` on;
-- ``temperature`` — once, when OCFL's clustering temperature says the federated model
-  starts to converge (see :class:`OCFL`).
+- ``temperature`` — once, at the first round after ``warmup_rounds`` whose clustering
+  temperature exceeds the previous round's: the federated model starts to converge
+  (OCFL; see :mod:`cflkit.methods.ocfl`). T is reported every round as a diagnostic.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from ..aggregate import cluster_average, contiguous
-from ..clustering import CLUSTERERS, METRICS, align, cluster
+from ..clustering import (CLUSTERERS, METRICS, align, cluster, clustering_temperature, pairwise_distances,
+                          temperature_rises)
 from ..representations import REPRESENTATIONS, represent
 from .base import ClusteredFedAvg, Context, Method, ServerState
+
+TEMPERATURE_P = 2.0  # order of the entry-wise norm in OCFL's T(Γ) (the paper's p = 2: Frobenius)
 
 TRIGGERS = {
     "init": "once, before training",
     "once": "once, after local training in round warmup_rounds + 1",
     "every": "after local training in every round from warmup_rounds + 1 on",
-    "temperature": "once, when OCFL's clustering temperature fires",
+    "temperature": "once, at the first round whose clustering temperature T exceeds the last (OCFL)",
 }
 
 
@@ -91,9 +97,23 @@ class Clustered(Method):
                        linkage=self.linkage, min_cluster_size=self.config.min_cluster_size,
                        seed=self.config.seed, distances=D)
 
+    def temperature(self, ctx: Context, start, trained) -> float:
+        """OCFL's clustering temperature of this round: cosine distances between the
+        clients' representations (see :func:`cflkit.clustering.clustering_temperature`)."""
+        rep = represent(self.representation, ctx, start, trained)
+        return clustering_temperature(pairwise_distances(rep.X, "cosine"), TEMPERATURE_P)
+
     def fires(self, state: ServerState, ctx: Context, start, trained) -> bool:
         """Whether to (re-)cluster after local training in this round."""
         r = state.extra.get("round", 0)
+        if self.trigger == "temperature":
+            extra = state.extra
+            t = self.temperature(ctx, start, trained)
+            previous = extra.get("temperature", math.inf)
+            extra["previous_temperature"], extra["temperature"] = previous, t
+            if extra.get("clustered_at") is not None:
+                return False  # one shot
+            return r > self.warmup and temperature_rises(previous, t)
         if self.trigger == "once":
             return r == self.warmup + 1
         if self.trigger == "every":
@@ -123,7 +143,10 @@ class Clustered(Method):
                 extra["clustered_at"] = extra["round"]
         k = int(assignment.max()) + 1
         models = cluster_average(trained, ctx.federation.sizes, assignment, k)
-        return ServerState(models, assignment, extra), ctx.traffic()
+        diagnostics = {"clustered": int(extra.get("clustered_at") == extra["round"])}
+        if "temperature" in extra:
+            diagnostics["temperature"] = float(extra["temperature"])
+        return ServerState(models, assignment, extra), ctx.traffic(**diagnostics)
 
 
 class FLHC(Clustered):

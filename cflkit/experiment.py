@@ -53,6 +53,22 @@ def federation_from(config: Config):
         quantity_ratios=config.quantity_ratios)
 
 
+def build_context(config: Config, federation):
+    """What a method sees in a run of ``config`` on ``federation``: the seeded model, the
+    trainer, the method's random stream — built exactly as :func:`run` builds it, so a
+    notebook can step a method by hand and get the same numbers."""
+    from .methods import Context
+    from .models import build_model
+    from .trainer import Trainer, initial_weights, seed_keras
+
+    seed_keras(config.seed)
+    model = build_model(config.model, federation.input_shape, federation.n_outputs, config.hidden)
+    trainer = Trainer(model, federation.x, federation.y, loss=federation.task, learning_rate=config.learning_rate,
+                      batch_size=config.batch_size, local_epochs=config.local_epochs,
+                      jit_compile=config.jit_compile)
+    return Context(federation, trainer, config, method_rng(config.seed), initial_weights(lambda: model))
+
+
 def run(config: Config, progress: bool = False, federation=None, out=None) -> Result:
     """Run ``config`` and return its :class:`~cflkit.results.Result`; write it to ``out`` if given.
 
@@ -62,19 +78,13 @@ def run(config: Config, progress: bool = False, federation=None, out=None) -> Re
     """
     import pandas as pd
 
-    from .methods import Context, make_method
-    from .models import build_model
-    from .trainer import Trainer, initial_weights, seed_keras
+    from .methods import make_method
 
     validate(config)
     fed = federation if federation is not None else federation_from(config)
     method = make_method(config)
-    seed_keras(config.seed)
-    model = build_model(config.model, fed.input_shape, fed.n_outputs, config.hidden)
-    trainer = Trainer(model, fed.x, fed.y, loss=fed.task, learning_rate=config.learning_rate,
-                      batch_size=config.batch_size, local_epochs=config.local_epochs,
-                      jit_compile=config.jit_compile)
-    ctx = Context(fed, trainer, config, method_rng(config.seed), initial_weights(lambda: model))
+    ctx = build_context(config, fed)
+    trainer = ctx.trainer
     log.info("run %s on %s", config.method, fed.description)
 
     start = time.perf_counter()

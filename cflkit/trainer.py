@@ -123,26 +123,24 @@ class Trainer:
         tf_ = tf()
         sample_loss = per_sample_loss(self.loss)
 
-        def train(weights, anchor, index, mask, lr, mu):
+        def train(weights, anchor, index, mask, lr, mu, prox):
             weights = list(weights)
-            n_axes = [list(range(1, len(w.shape))) for w in weights]
             steps = tf_.shape(index)[1]
             for t in tf_.range(steps):
                 xb = tf_.gather(self._x, index[:, t])
                 yb = tf_.gather(self._y, index[:, t])
                 mb = mask[:, t]
                 count = tf_.reduce_sum(mb, axis=1)
-                active = tf_.cast(count > 0, tf_.float32)
                 with tf_.GradientTape() as tape:
                     tape.watch(weights)
                     out = self._forward(weights, xb)
                     per = sample_loss(yb, out)
-                    client_loss = tf_.reduce_sum(per * mb, axis=1) / tf_.maximum(count, 1.0)
-                    prox = tf_.add_n([
-                        tf_.reduce_sum(tf_.square(w - a), axis=ax) for w, a, ax in zip(weights, anchor, n_axes)])
-                    client_loss += 0.5 * mu * prox * active
-                    total = tf_.reduce_sum(client_loss)
+                    total = tf_.reduce_sum(tf_.reduce_sum(per * mb, axis=1) / tf_.maximum(count, 1.0))
                 grads = tape.gradient(total, weights)
+                if prox:  # FedProx: the gradient of mu/2 ||w - anchor||^2, for active clients only
+                    active = tf_.cast(count > 0, tf_.float32)
+                    grads = [g + mu * tf_.reshape(active, [-1] + [1] * (len(w.shape) - 1)) * (w - a)
+                             for g, w, a in zip(grads, weights, anchor)]
                 weights = [w - lr * g for w, g in zip(weights, grads)]
             return weights
 
@@ -184,8 +182,9 @@ class Trainer:
         index = _to_global(local, index_sets)
         w = [tf_.constant(a, dtype=tf_.float32) for a in weights]
         a = w if anchor is None else [tf_.constant(v, dtype=tf_.float32) for v in anchor]
+        # `prox` is a Python flag: without FedProx the proximal term is not even traced.
         out = self._train_fn(w, a, tf_.constant(index), tf_.constant(mask),
-                             tf_.constant(self.learning_rate, tf_.float32), tf_.constant(mu, tf_.float32))
+                             tf_.constant(self.learning_rate, tf_.float32), tf_.constant(mu, tf_.float32), mu > 0)
         return [o.numpy() for o in out]
 
     def gradients(self, weights: Weights, index_sets: Sequence[np.ndarray]) -> Weights:

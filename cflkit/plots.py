@@ -89,19 +89,17 @@ def method_color(name: str, i: int) -> str:
 
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
+# After the Okabe–Ito colours, for figures with many methods: tab10's that differ most from them.
+EXTRA_COLORS = ("#8C564B", "#9467BD", "#7F7F7F", "#BCBD22", "#17BECF")
 
 
 def method_colors(names) -> dict:
     """A distinct colour for every method of one figure: the baselines keep their fixed
-    colours (:data:`METHOD_COLORS`), the other methods take, in order, the palette colours
-    no baseline of this figure uses (then tab10's)."""
-    import matplotlib
-
+    colours (:data:`METHOD_COLORS`), the other methods take, in order, the Okabe–Ito colours
+    no baseline of this figure uses, then :data:`EXTRA_COLORS`, yellow (faint) last."""
     names = [str(n) for n in dict.fromkeys(names)]
     taken = {METHOD_COLORS[n] for n in names if n in METHOD_COLORS}
-    spare = [c for c in OKABE_ITO if c not in taken]
-    spare += [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab10"].colors if
-              matplotlib.colors.to_hex(c) not in taken]
+    spare = [c for c in (*OKABE_ITO[:-1], *EXTRA_COLORS, OKABE_ITO[-1]) if c not in taken]
     free = iter(spare * (1 + len(names) // max(len(spare), 1)))
     return {n: METHOD_COLORS[n] if n in METHOD_COLORS else next(free) for n in names}
 
@@ -526,8 +524,8 @@ def dendrogram(X, groups, distances: bool = False, metric: str = "euclidean", me
                    marker="s", zorder=3, clip_on=False, lw=0)
         if cut is not None:
             ax.axhline(cut, color="#D55E00", ls="--", lw=0.8)
-            ax.annotate(f"cut: {clusters} clusters" if clusters else "cut", (xs[-1] + 5, cut), xytext=(2, 2), textcoords="offset points", fontsize=7,
-                        color="#D55E00", ha="right", va="bottom")
+            ax.annotate(f"cut: {clusters} clusters" if clusters else "cut", (xs[-1] + 5, cut), xytext=(2, 2),
+                        textcoords="offset points", fontsize=7, color="#D55E00", ha="right", va="bottom")
         ax.set_xlabel("client")
         ax.set_ylabel(ylabel or ("linkage distance" if method != "ward" else "Ward linkage distance"))
         ax.spines["bottom"].set_visible(False)
@@ -566,9 +564,6 @@ def assignment_over_rounds(history, match_groups: bool = True, group_names=None,
     looks like the strip; extra clusters get further colours. This renames, it never
     regroups: who is with whom is exactly the method's assignment.
     """
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
     h = _history(history)
     rounds = np.asarray(sorted(h["round"].unique()))
     grid = h.pivot(index="client", columns="round", values="cluster").loc[:, rounds]
@@ -576,8 +571,38 @@ def assignment_over_rounds(history, match_groups: bool = True, group_names=None,
     group_of = h.drop_duplicates("client").set_index("client")["group"].loc[clients].to_numpy()
     fed = _planted(group_of, group_names if group_names is not None
                    else getattr(getattr(history, "federation", None), "group_names", None))
+    step = max(1, int(np.ceil(len(rounds) / 12)))
+    ticks = {j: str(r) for j, r in enumerate(rounds) if j % step == 0}
+    return _assignment_grid(grid.to_numpy(), clients, fed, ticks, "round", match_groups, title, width, ax, path)
+
+
+def assignment_comparison(assignments: dict, groups, match_groups: bool = True, group_names=None,
+                          title: str | None = None, width: float = COLUMN, ax=None, path=None):
+    """Several assignments of the same clients side by side, one column each.
+
+    ``assignments`` maps a column label (``"server"``, ``"clients"``, ``"round 3"``) to one
+    cluster id per client; ``groups`` is a federation, a Result or the planted group ids.
+    Drawn like :func:`assignment_over_rounds`: clients ordered by planted group (strip on
+    the left), each column's ids renamed to the planted group they overlap most (with
+    ``match_groups``), so two columns of the same colours group the clients identically.
+    """
+    fed = _planted(groups, group_names)
+    columns = [np.asarray(a, dtype=np.int64) for a in assignments.values()]
+    for label, a in zip(assignments, columns):
+        if a.shape != (fed.n_clients,):
+            raise ValueError(f"assignment {label!r} has shape {a.shape}, expected ({fed.n_clients},)")
+    ticks = {j: str(label) for j, label in enumerate(assignments)}
+    return _assignment_grid(np.stack(columns, axis=1), np.arange(fed.n_clients), fed, ticks, None, match_groups,
+                            title, width, ax, path)
+
+
+def _assignment_grid(values, clients, fed, ticks: dict, xlabel, match_groups, title, width, ax, path):
+    """Draw a clients × columns grid of cluster ids (rows in ``clients`` order)."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
     order = _by_group(fed)
-    values = grid.to_numpy()[order].astype(np.int64)
+    values = np.asarray(values)[order].astype(np.int64)
     if match_groups:
         for j in range(values.shape[1]):
             values[:, j] = _match_to_groups(values[:, j], fed.groups[order], fed.n_groups)
@@ -590,14 +615,18 @@ def assignment_over_rounds(history, match_groups: bool = True, group_names=None,
         ax.imshow(values, aspect="auto", cmap=cmap, vmin=-0.5, vmax=n_colors - 0.5, interpolation="nearest")
         for b in _boundaries(fed.groups[order]):
             ax.axhline(b, color="white", lw=1.0)
+        for j in range(1, values.shape[1]) if xlabel is None else ():
+            ax.axvline(j - 0.5, color="white", lw=1.5)
         strip = ax.inset_axes([-0.06, 0, 0.035, 1])
         strip.imshow(fed.groups[order][:, None], aspect="auto", cmap=cmap, vmin=-0.5, vmax=n_colors - 0.5,
                      interpolation="nearest")
         strip.set_axis_off()
-        step = max(1, int(np.ceil(len(rounds) / 12)))
-        ax.set_xticks(np.arange(0, len(rounds), step))
-        ax.set_xticklabels([str(r) for r in rounds[::step]])
-        ax.set_xlabel("round")
+        ax.set_xticks(list(ticks))
+        ax.set_xticklabels([textwrap.fill(t, 12) for t in ticks.values()])
+        if xlabel:
+            ax.set_xlabel(xlabel)
+        else:
+            ax.tick_params(axis="x", length=0)
         _client_ticks(ax.yaxis, order, fed, names=clients)
         ax.tick_params(axis="y", labelsize=6, pad=12)
         ax.set_ylabel("client (strip: planted group)")
@@ -661,7 +690,9 @@ def metric_over_rounds(data, key, by: str | None = None, panel: str | None = Non
         own = ax is None
         if own:
             width = width or (TEXT if panel else COLUMN)
-            fig, axes = _figure(width, 2.2, ncols=len(panels), squeeze=False, sharey=True)
+            ncol = 5 if panel else 3
+            height = 1.9 + 0.2 * int(np.ceil(len(names) / ncol)) if len(names) > 1 else 2.0
+            fig, axes = _figure(width, height, ncols=len(panels), squeeze=False, sharey=True)
             axes = list(axes[0])
         else:
             fig, axes = ax.figure, [ax]
@@ -680,7 +711,14 @@ def metric_over_rounds(data, key, by: str | None = None, panel: str | None = Non
         axes[0].set_ylabel(ylabel or (keys[0] if len(keys) == 1 else "value"))
         if panel and title:
             fig.suptitle(title)
-        if len(names) > 1:
+        if len(names) > 1 and own and panel:
+            handles = {}
+            for ax_ in axes:
+                for h, label in zip(*ax_.get_legend_handles_labels()):
+                    handles.setdefault(label, h)
+            fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=min(len(names), 5),
+                       columnspacing=1.2)
+        elif len(names) > 1:
             _legend(fig, axes[0], own, len(names))
     return _done(fig, path)
 
@@ -714,16 +752,23 @@ def _round_marks(ax, thresholds, events):
                         textcoords="offset points", ha="left", va="top", fontsize=7, color="#D55E00")
 
 
+VALUE_LABELS = {"ari": "ARI", "ami": "AMI", "v_measure": "V-measure", "accuracy_mean": "mean test accuracy",
+                "accuracy_worst10": "test accuracy, worst 10 %", "accuracy_weighted": "pooled test accuracy",
+                "n_clusters": "clusters", "stable_round": "stable from round"}
+
+
 def method_scenario_heatmap(table, value: str = "ari", methods=None, scenarios=None, fmt: str = "{:.2f}",
-                            cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
-                            title: str | None = None, width: float = COLUMN, ax=None, path=None):
+                            label: str | None = None, cmap: str = "viridis", vmin: float | None = None,
+                            vmax: float | None = None, title: str | None = None, width: float = COLUMN, ax=None,
+                            path=None):
     """Mean ``value`` of every method (rows) on every scenario (columns), annotated.
 
     ``table`` is a tidy results table with columns ``method``, ``scenario`` and ``value``
     (one row per run, e.g. from :func:`cflkit.compare.compare`); runs sharing a method and a
     scenario (seeds) are averaged, and a cell shows ``mean`` or, with several runs,
     ``mean ± std``. ``methods`` and ``scenarios`` choose and order rows and columns. ARI and
-    accuracy get the scale [0, 1] unless ``vmin`` / ``vmax`` say otherwise.
+    accuracy get the scale [0, 1] unless ``vmin`` / ``vmax`` say otherwise; ``label`` names
+    the colour bar (default: a readable name of ``value``).
     """
     for column in ("method", "scenario", value):
         if column not in table.columns:
@@ -750,19 +795,21 @@ def method_scenario_heatmap(table, value: str = "ari", methods=None, scenarios=N
                 if np.isnan(M[i, j]):
                     continue
                 text = fmt.format(M[i, j])
-                if count.iat[i, j] > 1 and np.isfinite(std.iat[i, j]):
-                    text += f"±{fmt.format(std.iat[i, j]).lstrip('0') if std.iat[i, j] < 1 else fmt.format(std.iat[i, j])}"
+                sd = std.iat[i, j]
+                if count.iat[i, j] > 1 and np.isfinite(sd):
+                    text += "±" + (fmt.format(sd).lstrip("0") if sd < 1 else fmt.format(sd))
                 r, g, b, _ = matplotlib.colormaps[cmap](norm(M[i, j]))
                 dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
                 ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color="white" if dark else "black")
         ax.set_xticks(np.arange(len(scenarios)))
-        ax.set_xticklabels([textwrap.fill(str(s), 12) for s in scenarios])
+        ax.set_xticklabels(["+\n".join(textwrap.fill(p, 14, break_long_words=False) for p in str(s).split("+"))
+                            for s in scenarios])
         ax.set_yticks(np.arange(len(methods)))
         ax.set_yticklabels([str(m) for m in methods])
         ax.tick_params(length=0)
         for side in ax.spines.values():
             side.set_visible(False)
-        fig.colorbar(im, ax=ax, label=value, shrink=0.9, pad=0.02)
+        fig.colorbar(im, ax=ax, label=label or VALUE_LABELS.get(value, value), shrink=0.9, pad=0.02)
         if title:
             ax.set_title(title)
     return _done(fig, path)

@@ -25,6 +25,21 @@ TINY = {
     "02_heterogeneity_and_oracle_gap": dict(clients=8, groups=2, rounds=2, local_epochs=1,
                                             scenarios=["rotation", "label_swap"],
                                             methods=["fedavg", "oracle", "local"]),
+    # warm-up 3 and eps2 = 0.4 make Sattler split once, in round 4, at this size
+    "03_sattler_cfl": dict(clients=8, groups=2, rounds=6, local_epochs=1, warmup_rounds=3, eps2=0.4,
+                           eps2_values=[0.4, 1.6]),
+    "04_ifca": dict(clients=8, groups=2, rounds=3, local_epochs=1, seeds=[0, 1], restarts_values=[1, 2]),
+    # one scenario: sections 2-5 and 6 then share it, and the runs of sections 2-5 are reused
+    "05_one_shot_and_warmup": dict(clients=8, groups=2, rounds=3, local_epochs=1, warmup_rounds=1,
+                                   scenarios=["rotation+quantity_skew"],
+                                   methods=["fedavg", "flhc", "fedclust", "ocfl", "oracle"]),
+    "06_pacfl": dict(clients=8, groups=2, rounds=2, local_epochs=1, scenarios=["shards", "label_swap"],
+                     subspace_dims=[1, 3]),
+    "07_cornflqs": dict(clients=8, groups=2, rounds=4, local_epochs=1,
+                        scenarios=["rotation+quantity_skew", "label_swap"], methods=["fedavg", "cornflqs", "oracle"]),
+    "08_benchmark_of_clustering": dict(clients=8, groups=2, rounds=2, local_epochs=1,
+                                       methods=["fedavg", "pacfl", "oracle"], scenarios=["shards", "label_swap"],
+                                       seeds=[0], workers=1),
 }
 
 # What each notebook writes into out_dir: figures (as .pdf and .png) and tables.
@@ -36,11 +51,27 @@ FIGURES = {
     "01_fedavg_from_scratch": ["accuracy_iid", "per_client_iid"],
     "02_heterogeneity_and_oracle_gap": [f"{kind}_{s}" for s in TINY["02_heterogeneity_and_oracle_gap"]["scenarios"]
                                         for kind in ("accuracy", "per_client")],
+    "03_sattler_cfl": ["criteria", "similarity_first_split", "assignment", "accuracy", "assignment_other"],
+    "04_ifca": ["loss_matrices", "assignment", "accuracy"],
+    "05_one_shot_and_warmup": ["flhc_dendrogram", "flhc_assignment", "kmeans_assignment", "fedclust_proximity",
+                               "update_similarity_round1", "ocfl_temperature", "ocfl_assignment", "ari", "accuracy",
+                               "sizes_last_scenario", "fedclust_proximity_last_scenario",
+                               "update_similarity_last_scenario", "ari_over_rounds", "accuracy_curves"],
+    "06_pacfl": ["bases_shards"] + [f"{kind}_{s}" for s in TINY["06_pacfl"]["scenarios"]
+                                    for kind in ("angles", "dendrogram", "accuracy")],
+    "07_cornflqs": ["sizes", "server_vs_clients", "assignment", "accuracy"],
+    "08_benchmark_of_clustering": ["ari_heatmap", "accuracy_heatmap", "ari_over_rounds"],
 }
 TABLES = {
     "00_setup_and_scenarios": ["scenarios.csv"],
     "01_fedavg_from_scratch": ["fedavg_match.csv", "results.csv"],
     "02_heterogeneity_and_oracle_gap": ["results.csv", "accuracy.csv"],
+    "03_sattler_cfl": ["results.csv", "eps2.csv"],
+    "04_ifca": ["results.csv", "seeds_restarts.csv"],
+    "05_one_shot_and_warmup": ["results.csv"],
+    "06_pacfl": ["angles.csv", "results.csv", "subspace_dim.csv"],
+    "07_cornflqs": ["results.csv"],
+    "08_benchmark_of_clustering": ["results.csv", "ari_per_round.csv"],
 }
 
 
@@ -126,6 +157,55 @@ def _check_results(stem: str, out: Path, executed):
         assert list(accuracy.index) == tiny["scenarios"]
         gap = accuracy["oracle"] - accuracy["fedavg"]
         assert (accuracy["oracle gap"] - gap).abs().max() < 1e-12
+    elif stem.startswith("03"):
+        results = pd.read_csv(out / "results.csv", index_col=0)
+        assert list(results.index) == ["fedavg", "sattler", "oracle"]
+        assert results.loc["sattler", "ari"] == 1.0 and results.loc["sattler", "n_clusters"] == tiny["groups"], \
+            "at the tiny setting Sattler's CFL splits once, into the planted groups"
+        eps2 = pd.read_csv(out / "eps2.csv")
+        assert list(eps2["eps2"]) == tiny["eps2_values"]
+        assert eps2.set_index("eps2").loc[1.6, "n_clusters"] == 1, "no client update reaches eps2 = 1.6: no split"
+        assert "splits in rounds [4]" in _text(executed)
+    elif stem.startswith("04"):
+        results = pd.read_csv(out / "results.csv", index_col=0)
+        assert list(results.index) == ["fedavg", "ifca", "oracle"]
+        k = tiny["groups"]  # IFCA: K models down, one up per client and round; FedAvg: one each way
+        assert results.loc["ifca", "bytes_total"] * 2 == results.loc["fedavg", "bytes_total"] * (k + 1)
+        assert 1 <= results.loc["ifca", "n_clusters"] <= k
+        sensitivity = pd.read_csv(out / "seeds_restarts.csv")
+        assert len(sensitivity) == len(tiny["seeds"]) * len(tiny["restarts_values"])
+        assert sensitivity["ari"].between(-1, 1).all()
+    elif stem.startswith("05"):
+        results = pd.read_csv(out / "results.csv")
+        assert len(results) == len(tiny["scenarios"]) * len(tiny["methods"])
+        assert (results.loc[results.method == "oracle", "ari"] == 1.0).all()
+        assert (results.loc[results.method == "fedavg", "n_clusters"] == 1).all()
+        assert results["n_clusters"].between(1, tiny["clients"]).all()
+    elif stem.startswith("06"):
+        results = pd.read_csv(out / "results.csv").set_index(["scenario", "method"])
+        assert results.loc[("shards", "pacfl"), "ari"] == 1.0, "PACFL recovers disjoint-class shards exactly"
+        assert results.loc[("label_swap", "pacfl"), "ari"] < 0.5, "PACFL cannot see label swap"
+        angles = pd.read_csv(out / "angles.csv", index_col=0)
+        assert angles.loc["shards", "ratio"] > 2 and angles.loc["label_swap", "ratio"] < 1.5
+        sweep = pd.read_csv(out / "subspace_dim.csv")
+        assert len(sweep) == len(tiny["scenarios"]) * len(tiny["subspace_dims"])
+    elif stem.startswith("07"):
+        results = pd.read_csv(out / "results.csv")
+        assert len(results) == len(tiny["scenarios"]) * len(tiny["methods"])
+        cornflqs = results[results.method == "cornflqs"]
+        assert cornflqs["n_clusters"].between(1, tiny["groups"]).all()
+        fedavg = results[results.method == "fedavg"]["bytes_total"].to_numpy()
+        assert (cornflqs["bytes_total"].to_numpy() > fedavg).all(), "clients download K models in CORN rounds"
+    elif stem.startswith("08"):
+        results = pd.read_csv(out / "results.csv")
+        assert len(results) == len(tiny["methods"]) * len(tiny["scenarios"]) * len(tiny["seeds"])
+        assert results["error"].isna().all(), results["error"].dropna().tolist()
+        results = results.set_index(["method", "scenario"])
+        assert results.loc[("pacfl", "shards"), "ari"].min() == 1.0
+        assert (results.loc["oracle", "ari"] == 1.0).all() and (results.loc["fedavg", "ari"] == 0.0).all()
+        per_round = pd.read_csv(out / "ari_per_round.csv")
+        assert len(per_round) == len(results) * (tiny["rounds"] + 1)
+        assert len(list((out / "cells").iterdir())) == len(results), "one run directory per cell"
     assert not re.search(r"Traceback|Error:", _text(executed)), "a cell printed an error"
     # interactive=True: the widgets' outputs live in the notebook's widget state.
     widgets = json.dumps(executed.metadata.get("widgets", {}))

@@ -106,8 +106,12 @@ def test_committed_notebook_is_clean(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path, tmp_path):
+def test_notebook_runs(path, tmp_path, monkeypatch):
     import papermill
+
+    # The kernel must pick Jupyter's inline backend, as in JupyterLab; an inherited
+    # MPLBACKEND=Agg would make the interactive views show nothing.
+    monkeypatch.delenv("MPLBACKEND", raising=False)
 
     out = tmp_path / "out"
     executed = tmp_path / path.name

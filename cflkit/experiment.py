@@ -8,7 +8,7 @@ import numpy as np
 
 from .config import Config
 from .datasets import DATASETS, load_dataset
-from .metrics import accuracy_summary, clustering_scores
+from .metrics import accuracy_summary, clustering_scores, regression_summary
 from .models import MODELS
 from .results import Result, save_run
 from .scenarios import make_federation, parse_scenario
@@ -105,7 +105,8 @@ def run(config: Config, progress: bool = False, federation=None, out=None) -> Re
                 f"training diverged at round {r}: non-finite loss for clients {bad[:8]}; "
                 f"lower learning_rate (now {config.learning_rate:g})")
         if bar is not None:
-            bar.set_postfix(loss=f"{np.mean(loss):.3f}", acc=f"{np.mean(acc):.3f}", clusters=state.n_clusters)
+            score = {"acc" if fed.task == "classification" else "rmse": f"{np.mean(acc):.3f}"}
+            bar.set_postfix(loss=f"{np.mean(loss):.3f}", **score, clusters=state.n_clusters)
             bar.update(1)
     if bar is not None:
         bar.close()
@@ -120,13 +121,15 @@ def run(config: Config, progress: bool = False, federation=None, out=None) -> Re
 
 
 def _record(rows, r, state, trainer, fed, up, down, seconds):
-    loss, acc = trainer.evaluate(state.client_models(), fed.test_index)
+    m = trainer.metrics(state.client_models(), fed.test_index)
+    if "accuracy" not in m:
+        m = {**m, "accuracy": np.full(fed.n_clients, np.nan)}  # the column exists for every task
     for c in range(fed.n_clients):
         rows.append({"round": r, "client": c, "group": int(fed.groups[c]), "cluster": int(state.assignment[c]),
-                     "loss": float(loss[c]), "accuracy": float(acc[c]), "train_size": int(len(fed.train_index[c])),
-                     "test_size": int(len(fed.test_index[c])), "bytes_up": int(up[c]), "bytes_down": int(down[c]),
-                     "seconds": seconds})
-    return loss, acc
+                     **{k: float(v[c]) for k, v in m.items()},
+                     "train_size": int(len(fed.train_index[c])), "test_size": int(len(fed.test_index[c])),
+                     "bytes_up": int(up[c]), "bytes_down": int(down[c]), "seconds": seconds})
+    return m["loss"], (m["accuracy"] if fed.task == "classification" else m["rmse"])
 
 
 def summarize(history, fed, config, wall_seconds: float) -> dict:
@@ -136,6 +139,8 @@ def summarize(history, fed, config, wall_seconds: float) -> dict:
                "clients": fed.n_clients, "groups": fed.n_groups}
     summary.update(accuracy_summary(last["accuracy"].to_numpy(), last["test_size"].to_numpy()))
     summary["loss_mean"] = float(last["loss"].mean())
+    if fed.task == "regression":
+        summary.update(regression_summary(last))
     summary.update(clustering_scores(last["group"].to_numpy(), last["cluster"].to_numpy()))
     summary["n_clusters"] = int(last["cluster"].nunique())
     summary["stable_round"] = stable_round(history)

@@ -16,13 +16,31 @@ def worst_fraction_mean(values, fraction: float = 0.10) -> float:
 
 
 def accuracy_summary(accuracy, test_sizes) -> dict:
-    """Mean over clients, test-size-weighted mean (= pooled test accuracy), worst 10 %."""
+    """Mean over clients, test-size-weighted mean (= pooled test accuracy), worst 10 %.
+    All NaN (regression tasks) gives NaN keys, written as JSON null."""
     acc = np.asarray(accuracy, dtype=float)
     w = np.asarray(test_sizes, dtype=float)
+    if np.all(np.isnan(acc)):
+        return {"accuracy_mean": float("nan"), "accuracy_weighted": float("nan"), "accuracy_worst10": float("nan")}
     return {
         "accuracy_mean": float(np.mean(acc)),
         "accuracy_weighted": float(np.sum(acc * w) / np.sum(w)),
         "accuracy_worst10": worst_fraction_mean(acc, 0.10),
+    }
+
+
+def regression_summary(last) -> dict:
+    """Regression errors of the final round: RMSE mean / test-size-weighted (= pooled RMSE)
+    / worst 10 % of clients (the highest), MAE and R² means."""
+    rmse = last["rmse"].to_numpy(dtype=float)
+    w = last["test_size"].to_numpy(dtype=float)
+    pooled_mse = float(np.sum(rmse ** 2 * w) / np.sum(w))
+    return {
+        "rmse_mean": float(np.mean(rmse)),
+        "rmse_weighted": float(np.sqrt(pooled_mse)),
+        "rmse_worst10": -worst_fraction_mean(-rmse, 0.10),
+        "mae_mean": float(last["mae"].mean()),
+        "r2_mean": float(last["r2"].mean()),
     }
 
 

@@ -227,26 +227,36 @@ class Trainer:
         The score is accuracy for classification and R² for regression. Returns two
         arrays of shape (clients,); a client with no rows gets NaN.
         """
-        outputs = self.predict(weights, index_sets)
-        loss = np.full(len(index_sets), np.nan)
-        score = np.full(len(index_sets), np.nan)
-        for c, (out, rows) in enumerate(zip(outputs, index_sets)):
-            if len(rows) == 0:
-                continue
-            loss[c], score[c] = _metrics(self.loss, out, self.y[rows])
-        return loss, score
+        m = self.metrics(weights, index_sets)
+        return m["loss"], m["accuracy" if self.loss == "classification" else "r2"]
+
+    def metrics(self, weights: Weights, index_sets: Sequence[np.ndarray]) -> dict:
+        """Every per-client metric of the task, as arrays of shape (clients,):
+        ``loss`` and ``accuracy`` (classification) or ``loss`` (MSE), ``rmse``, ``mae``
+        and ``r2`` (regression). A client with no rows gets NaN."""
+        names = METRICS[self.loss]
+        out = {k: np.full(len(index_sets), np.nan) for k in names}
+        for c, (pred, rows) in enumerate(zip(self.predict(weights, index_sets), index_sets)):
+            if len(rows):
+                for k, v in _metrics(self.loss, pred, self.y[rows]).items():
+                    out[k][c] = v
+        return out
 
 
-def _metrics(loss: str, out: np.ndarray, y: np.ndarray):
+METRICS = {"classification": ("loss", "accuracy"), "regression": ("loss", "rmse", "mae", "r2")}
+
+
+def _metrics(loss: str, out: np.ndarray, y: np.ndarray) -> dict:
     if loss == "classification":
         z = out - out.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
         ce = -logp[np.arange(len(y)), y.astype(int)].mean()
-        return float(ce), float((out.argmax(axis=1) == y).mean())
-    pred = out.reshape(y.shape)
-    mse = float(np.mean((pred - y) ** 2))
+        return {"loss": float(ce), "accuracy": float((out.argmax(axis=1) == y).mean())}
+    err = out.reshape(y.shape) - y
+    mse = float(np.mean(err ** 2))
     var = float(np.var(y))
-    return mse, (1.0 - mse / var) if var > 0 else float("nan")
+    return {"loss": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(err))),
+            "r2": (1.0 - mse / var) if var > 0 else float("nan")}
 
 
 def _to_global(local: np.ndarray, index_sets: Sequence[np.ndarray]) -> np.ndarray:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import fields
 
@@ -43,6 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--scenario", default="rotation", help="planted scenario (default: rotation)")
     d.add_argument("--seed", type=int, default=0)
     _add_progress(d)
+
+    dd = sub.add_parser("data", help="the real datasets: list what is available, fetch (download and verify)")
+    dsub = dd.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    dsub.add_parser("list", help="every downloadable source: offline / cached / missing, size, licence")
+    df = dsub.add_parser("fetch", help="download a source (or the source of a dataset) into the cache and verify "
+                                       "its checksums; reports files that are already available")
+    df.add_argument("names", nargs="+", metavar="NAME", help="a dataset (e.g. heart_disease) or source name "
+                                                              "(see `cflkit data list`)")
+    _add_progress(df)
 
     c = sub.add_parser("compare", help="the clustering benchmark: run a grid of methods x scenarios x seeds "
                                        "(x parts) and tabulate accuracy and ARI")
@@ -94,7 +104,7 @@ def cmd_list() -> int:
     from .datasets import DATASETS
     from .methods import METHODS
     from .models import MODELS
-    from .scenarios import PARTITIONS, SIZINGS, TRANSFORMS
+    from .scenarios import NATURAL, PARTITIONS, SIZINGS, TRANSFORMS
 
     def section(title, items):
         print(title)
@@ -104,6 +114,7 @@ def cmd_list() -> int:
 
     section("datasets:", {k: v[1] for k, v in DATASETS.items()})
     section("scenarios (combine with '+', e.g. rotation+quantity_skew):", {**PARTITIONS, **TRANSFORMS, **SIZINGS})
+    section("natural federations (real datasets with sites; not combined):", NATURAL)
     section("models:", MODELS)
     section("methods:", {k: m.summary for k, m in METHODS.items()})
     from .clustering import CLUSTERERS, METRICS
@@ -123,8 +134,13 @@ def cmd_list() -> int:
 
 def summary_table(summaries: list[dict]) -> str:
     """A plain-text table of run summaries."""
-    cols = [("method", "method", "{}"), ("acc mean", "accuracy_mean", "{:.3f}"),
-            ("acc weighted", "accuracy_weighted", "{:.3f}"), ("acc worst10%", "accuracy_worst10", "{:.3f}"),
+    if summaries and "rmse_mean" in summaries[0]:  # regression: errors instead of accuracy
+        score = [("RMSE mean", "rmse_mean", "{:.4f}"), ("RMSE weighted", "rmse_weighted", "{:.4f}"),
+                 ("RMSE worst10%", "rmse_worst10", "{:.4f}"), ("R2 mean", "r2_mean", "{:.3f}")]
+    else:
+        score = [("acc mean", "accuracy_mean", "{:.3f}"), ("acc weighted", "accuracy_weighted", "{:.3f}"),
+                 ("acc worst10%", "accuracy_worst10", "{:.3f}")]
+    cols = [("method", "method", "{}"), *score,
             ("ARI", "ari", "{:.2f}"), ("clusters", "n_clusters", "{}"), ("rounds", "rounds", "{}"),
             ("MB sent", "bytes_total", "{}"), ("seconds", "wall_seconds", "{:.1f}")]
     rows = []
@@ -230,6 +246,47 @@ def cmd_compare(args) -> int:
     return FAILURE if len(failed) else 0
 
 
+def _size(n: int) -> str:
+    if not n:
+        return "?"
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def cmd_data(args) -> int:
+    """``cflkit data list`` and ``cflkit data fetch NAME...``."""
+    from .data import SOURCES, DataError, cache_dir, fetch_source, find_source, offline_dirs, source_status
+
+    if args.data_command == "list":
+        rows = [("source", "datasets", "status", "size", "licence")]
+        for key, src in SOURCES.items():
+            where, size = source_status(key)
+            rows.append((key, ",".join(src.datasets), where, _size(size), src.licence))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        dirs = [str(d) for d in offline_dirs()]
+        print(f"cache: {cache_dir()} ($CFLKIT_CACHE_DIR)")
+        print(f"offline dirs: {os.pathsep.join(dirs) if dirs else '(none)'} ($CFLKIT_OFFLINE_DIRS)")
+        print("built in (no download): digits, breast_cancer; with sites for --scenario natural: "
+              "heart_disease, air_quality, air_quality_bands")
+        return 0
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    failed = 0
+    for name in args.names:
+        key, src = find_source(name)
+        before, _ = source_status(key)
+        try:
+            paths = fetch_source(key, progress=progress)
+        except DataError as e:
+            print(f"cflkit: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        verb = f"already available ({before})" if before != "missing" else "fetched"
+        folder = sorted({str(p.parent) for p in paths.values()})
+        print(f"{key}: {verb}, {len(paths)} file(s) verified in {', '.join(folder)}")
+    return FAILURE if failed else 0
+
+
 def main(argv=None) -> int:
     from .experiment import DivergenceError
 
@@ -242,6 +299,8 @@ def main(argv=None) -> int:
             return cmd_run(args)
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "data":
+            return cmd_data(args)
         return cmd_demo(args)
     except ValueError as e:
         print(f"cflkit: error: {e}", file=sys.stderr)
@@ -249,6 +308,9 @@ def main(argv=None) -> int:
     except DivergenceError as e:
         print(f"cflkit: error: {e}", file=sys.stderr)
         return FAILURE
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

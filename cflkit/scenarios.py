@@ -15,7 +15,9 @@ et al. 2020 and Sattler et al. 2021 for rotation and label swap):
 - concept shift on labels: ``label_swap`` (a label permutation per group);
 - feature distribution skew: ``feature_skew`` (per group one of noise, scale, offset for
   tabular data; erosion, dilation, inversion, noise for images);
-- ``quantity_skew`` — client sizes from a power law (or given ratios); one group.
+- ``quantity_skew`` — client sizes from a power law (or given ratios); one group;
+- ``natural`` — no planting: one client per site (hospital, station) of a dataset that
+  carries per-row sites (``Dataset.meta["site"]``), see :func:`make_natural_federation`.
 
 Scenarios compose with ``+`` (``rotation+quantity_skew``): at most one label-distribution
 part, any transforms, optionally ``quantity_skew``. Group 0 is always the untouched data.
@@ -44,7 +46,12 @@ TRANSFORMS = {
 SIZINGS = {
     "quantity_skew": "quantity skew: client sizes from a power law (quantity_exponent) or quantity_ratios",
 }
-SCENARIOS = {**PARTITIONS, **TRANSFORMS, **SIZINGS}
+SCENARIOS = {**PARTITIONS, **TRANSFORMS, **SIZINGS}  # the planted ones
+NATURAL = {
+    "natural": "real federation: one client per site (hospital / station) of a dataset with sites; "
+               "group = a site attribute (e.g. urban / suburban) or one group",
+}
+DEFAULT_CLIENTS, DEFAULT_GROUPS = 16, 4  # make_federation's (and Config's) defaults
 
 FEATURE_SKEWS = {
     "image": ("none", "erosion", "dilation", "inversion", "noise"),
@@ -57,8 +64,12 @@ def parse_scenario(scenario: str) -> list[str]:
     """Split ``a+b`` into parts and check that they exist and combine."""
     parts = [p.strip() for p in str(scenario).split("+")]
     for p in parts:
-        if p not in SCENARIOS:
-            raise ValueError(f"unknown scenario {p!r}; choose one of: {', '.join(SCENARIOS)} (combine with '+')")
+        if p not in SCENARIOS and p not in NATURAL:
+            raise ValueError(f"unknown scenario {p!r}; choose one of: {', '.join({**SCENARIOS, **NATURAL})} "
+                             f"(combine with '+')")
+    if "natural" in parts and len(parts) > 1:
+        raise ValueError(f"scenario {scenario!r}: 'natural' (the real sites) cannot be combined with planted "
+                         f"parts; use 'natural' alone, or planted parts on the pooled rows")
     if len(set(parts)) != len(parts):
         raise ValueError(f"scenario {scenario!r} names a part twice")
     partitions = [p for p in parts if p in PARTITIONS]
@@ -82,6 +93,12 @@ def make_federation(dataset: Dataset, scenario: str = "iid", clients: int = 16, 
     when the dataset runs out. The same arguments always give the same federation.
     """
     parts = parse_scenario(scenario)
+    if parts == ["natural"]:
+        if samples_per_client:
+            raise ValueError(f"scenario 'natural' keeps every site's own rows; samples_per_client must be 0, "
+                             f"got {samples_per_client}")
+        return make_natural_federation(dataset, clients=clients, groups=groups, seed=seed,
+                                       test_fraction=test_fraction)
     _check_args(dataset, parts, clients, groups, test_fraction, samples_per_client, alpha,
                 classes_per_client, removed_classes, noise, quantity_exponent, quantity_ratios)
     rng = np.random.default_rng(seed)
@@ -140,6 +157,107 @@ def make_federation(dataset: Dataset, scenario: str = "iid", clients: int = 16, 
                        f"{'s' if n_groups > 1 else ''} ({'; '.join(names)}) · "
                        f"{train_sizes.min()}–{train_sizes.max()} training samples per client")
     return fed
+
+
+# -- natural federations -----------------------------------------------------------------
+def make_natural_federation(dataset: Dataset, clients: int = DEFAULT_CLIENTS, groups: int = DEFAULT_GROUPS,
+                            seed: int = 0, test_fraction: float = 0.25, group_by: str | None = None) -> Federation:
+    """One client per site of ``dataset`` (a hospital, a station): nothing is planted.
+
+    The dataset carries the sites: ``meta["site"]`` (site id per row), ``meta["sites"]``
+    (a name per site) and ``meta["site_meta"]`` (attribute -> one value per site), which
+    becomes the federation's ``client_meta``. The ground-truth group is the site attribute
+    ``group_by`` (default ``meta["group_by"]``; air quality: urban / suburban); with none,
+    every client is in one group. ``clients`` and ``groups`` are fixed by the sites: their
+    default values (16, 4) are ignored, any other value must equal the site / group count.
+
+    Each client's test set is the last ``test_fraction`` of its rows in time when the
+    dataset has ``meta["time"]`` (no future in the training set), a seeded random share
+    otherwise. Features flagged in ``meta["standardize"]`` are standardised per client
+    with the mean and standard deviation of that client's *training* rows of
+    ``meta["raw_x"]`` only: nothing leaks across clients or from test to train.
+
+    The federation's extra attribute ``source_rows`` maps its pooled rows back to the
+    dataset's rows (``dataset.meta["time"][fed.source_rows]`` are the rows' times).
+    """
+    meta = dataset.meta or {}
+    if "site" not in meta:
+        raise ValueError(f"scenario 'natural' needs a dataset with sites (per-row meta['site']); "
+                         f"{dataset.name!r} has none: use a planted scenario, or a real federation "
+                         f"such as heart_disease or air_quality")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    site = np.asarray(meta["site"])
+    n_sites = int(site.max()) + 1
+    names = tuple(meta.get("sites", [f"site {i}" for i in range(n_sites)]))
+    site_meta = {k: list(v) for k, v in meta.get("site_meta", {}).items()}
+    key = meta.get("group_by", "") if group_by is None else group_by
+    if key and key not in site_meta:
+        raise ValueError(f"unknown group_by {key!r} for {dataset.name!r}; choose one of: {', '.join(site_meta)}")
+    group_names = sorted(set(site_meta[key])) if key else ["one group (no ground truth)"]
+    group = np.array([group_names.index(v) for v in site_meta[key]] if key else [0] * n_sites)
+    if clients not in (DEFAULT_CLIENTS, n_sites):
+        raise ValueError(f"scenario 'natural' makes one client per site: {dataset.name!r} has {n_sites} sites "
+                         f"({', '.join(names)}), not clients={clients}; leave clients at its default or set it "
+                         f"to {n_sites}")
+    if groups not in (DEFAULT_GROUPS, len(group_names)):
+        raise ValueError(f"scenario 'natural' takes its groups from the sites: {dataset.name!r} has "
+                         f"{len(group_names)} ({', '.join(group_names)}), not groups={groups}; leave groups at "
+                         f"its default or set it to {len(group_names)}")
+
+    rng = np.random.default_rng(seed)
+    time = meta.get("time")
+    raw = meta.get("raw_x")
+    scale = np.asarray(meta.get("standardize", np.zeros(dataset.x.shape[1:2], dtype=bool)), dtype=bool)
+    xs, ys, train_index, test_index, source_rows, offset = [], [], [], [], [], 0
+    for c in range(n_sites):
+        rows = np.flatnonzero(site == c)
+        n = len(rows)
+        if n < 2:
+            raise ValueError(f"site {names[c]!r} of {dataset.name!r} has {n} row(s); a client needs at least 2")
+        n_test = min(max(1, int(round(n * test_fraction))), n - 1)
+        if time is not None:
+            rows = rows[np.argsort(time[rows], kind="stable")]
+            cut = time[rows][n - n_test]
+            is_test = time[rows] >= cut  # ties at the cut go to the test set: train strictly before test
+            if is_test.all():
+                raise ValueError(f"site {names[c]!r}: all rows share one time; cannot split by time")
+            test, train = np.flatnonzero(is_test), np.flatnonzero(~is_test)
+        else:
+            order = rng.permutation(n)
+            test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+        x = dataset.x[rows].copy()
+        if raw is not None and scale.any():
+            x = x.astype(np.float64)
+            x[:, scale] = standardize_with(raw[rows][:, scale], train)
+        xs.append(x)
+        ys.append(dataset.y[rows])
+        source_rows.append(rows)
+        train_index.append(offset + train)
+        test_index.append(offset + test)
+        offset += n
+
+    client_meta = {k: site_meta[k] for k in ([key] if key else []) + [k for k in site_meta if k != key]}
+    client_meta["site"] = list(names)
+    fed = Federation(np.concatenate(xs).astype(np.float32), np.concatenate(ys), train_index, test_index, group,
+                     dataset.n_classes, dataset.task, dataset.kind, dataset.name, "natural", tuple(group_names),
+                     params=dict(clients=n_sites, groups=len(group_names), seed=seed, test_fraction=test_fraction,
+                                 split="time" if time is not None else "random", group_by=key),
+                     client_meta=client_meta)
+    fed.source_rows = np.concatenate(source_rows)
+    sizes = fed.sizes
+    fed.description = (f"{dataset.name} · natural · {n_sites} clients (one per site) in {len(group_names)} group"
+                       f"{'s' if len(group_names) > 1 else ''} ({'; '.join(group_names)}) · "
+                       f"{sizes.min()}–{sizes.max()} training samples per client"
+                       f"{' · test = last ' + format(test_fraction, 'g') + ' in time' if time is not None else ''}")
+    return fed
+
+
+def standardize_with(x: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """``x`` standardised with the mean and standard deviation of its rows ``train``
+    (a constant column becomes 0)."""
+    mean, std = x[train].mean(0), x[train].std(0)
+    return (x - mean) / np.where(std > 0, std, 1.0)
 
 
 # -- checks ---------------------------------------------------------------------------------

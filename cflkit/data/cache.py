@@ -24,6 +24,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..results import atomic_file
+
 log = logging.getLogger("cflkit")
 OFFLINE_ENV = "CFLKIT_OFFLINE_DIRS"
 CACHE_ENV = "CFLKIT_CACHE_DIR"
@@ -210,28 +212,18 @@ def _read_member(archive: Path, member: str) -> bytes:
 
 
 def _write_verified(data: bytes, path: Path, f: RemoteFile) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=_mkdir(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+    """Write ``data`` to ``path`` only if its checksum is right (atomically)."""
+    with atomic_file(path) as tmp:
+        Path(tmp).write_bytes(data)
         verify(tmp, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
 def _download_verified(url: str, path: Path, f: RemoteFile, progress: bool) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=_mkdir(path.parent))
-    os.close(fd)
-    try:
+    """Download ``url`` to ``path`` only if its checksum is right (atomically)."""
+    with atomic_file(path) as tmp:
         download(url, Path(tmp), progress)
         verify(tmp, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

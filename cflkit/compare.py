@@ -63,8 +63,9 @@ log = logging.getLogger("cflkit")
 # such as linkage or warmup_rounds, are read by other methods too, e.g. sattler: not pruned.)
 PARTS = ("representation", "clusterer", "trigger")
 KEY_FIELDS = ("method", "scenario", "seed")  # always in a cell id and the tables, in this order
-SUMMARY_COLUMNS = ("accuracy_mean", "accuracy_weighted", "accuracy_worst10", "loss_mean", "ari", "ami",
-                   "homogeneity", "completeness", "v_measure", "n_clusters", "stable_round", "rounds",
+SUMMARY_COLUMNS = ("accuracy_mean", "accuracy_weighted", "accuracy_worst10", "loss_mean",
+                   "rmse_mean", "rmse_weighted", "rmse_worst10", "mae_mean", "r2_mean",  # regression (NaN else)
+                   "ari", "ami", "homogeneity", "completeness", "v_measure", "n_clusters", "stable_round", "rounds",
                    "bytes_total", "wall_seconds")
 INTEGER_COLUMNS = ("n_clusters", "stable_round", "rounds", "bytes_total")
 ROUND_COLUMNS = ("ari", "ami", "v_measure", "n_clusters")

@@ -886,3 +886,188 @@ def client_model_losses(matrices, groups, label: str = "training loss", group_na
         axes[0][0].set_ylabel("client")
         _group_legend(fig, fed, np.unique(fed.groups), ncol=4)
     return _done(_title(fig, title), path)
+
+
+# -- real federations: one client per site (hospital, station) ------------------------------
+def site_distributions(values: dict, groups=None, group_names=None, ylabel: str = "", log: bool = False,
+                       title: str | None = None, width: float = COLUMN, ax=None, path=None):
+    """The distribution of one quantity at every site, as box plots side by side.
+
+    ``values`` maps a site name to its values (e.g. a station's daily PM2.5, a hospital's
+    cholesterol); boxes span the quartiles, whiskers 1.5 IQR, outliers as small dots.
+    ``groups`` (one group id per site, in ``values`` order) colours the boxes and adds a
+    legend named by ``group_names``.
+    """
+    names = list(values)
+    data = [np.asarray(values[n], dtype=float) for n in names]
+    g = None if groups is None else np.asarray(groups, dtype=np.int64)
+    if g is not None and g.shape != (len(names),):
+        raise ValueError(f"groups must hold one group id per site ({len(names)}), got shape {g.shape}")
+    with _style():
+        own = ax is None
+        fig, ax = _figure(width, 2.4) if own else (ax.figure, ax)
+        box = ax.boxplot(data, patch_artist=True, widths=0.6, flierprops={"markersize": 1.5, "alpha": 0.4,
+                                                                             "markeredgewidth": 0})
+        for i, patch in enumerate(box["boxes"]):
+            color = group_color(g[i]) if g is not None else OKABE_ITO[0]
+            patch.set_facecolor(color)
+            patch.set_alpha(0.6)
+            patch.set_edgecolor("black")
+            patch.set_linewidth(0.5)
+            box["fliers"][i].set_markerfacecolor(color)
+        for median in box["medians"]:
+            median.set_color("black")
+        ax.set_xticks(np.arange(1, len(names) + 1))
+        many = len(names) > 6
+        ax.set_xticklabels(names if many else [textwrap.fill(n, 11) for n in names], rotation=45 if many else 0,
+                           ha="right" if many else "center")
+        if log:
+            ax.set_yscale("log")
+        ax.set_ylabel(ylabel)
+        if title:
+            ax.set_title(title)
+        if g is not None:
+            from matplotlib.patches import Patch
+
+            labels = list(group_names or ())
+            handles = [Patch(color=group_color(k), alpha=0.6,
+                             label=str(labels[k]) if k < len(labels) else f"group {k}") for k in np.unique(g)]
+            if own:
+                fig.legend(handles=handles, loc="outside lower center", ncol=len(handles))
+            else:
+                ax.legend(handles=handles, loc="best")
+    return _done(fig, path)
+
+
+def co_clustering(matrices: dict, names, title: str | None = None, width: float = TEXT, path=None):
+    """How often two sites end in the same cluster: one annotated sites × sites panel per method.
+
+    ``matrices`` maps a method to its (sites, sites) matrix of co-clustering frequencies in
+    [0, 1] (e.g. the share of seeds in which sites i and j shared a cluster at the last
+    round); ``names`` labels the sites. 1 everywhere is one global model, the identity is
+    every site alone; entries strictly between 0 and 1 are assignments that change with
+    the seed.
+    """
+    names = [str(n) for n in names]
+    n = len(names)
+    panels = list(matrices.items())
+    cols = min(len(panels), 4 if n <= 6 else 3)
+    rows = int(np.ceil(len(panels) / cols))
+    side = width / cols
+    annotate = n <= 6
+    with _style():
+        fig, axes = _figure(width, rows * side * 0.95 + 0.3, nrows=rows, ncols=cols, squeeze=False)
+        for ax in axes.flat[len(panels):]:
+            ax.set_axis_off()
+        im = None
+        for ax, (label, M) in zip(axes.flat, panels):
+            M = np.asarray(M, dtype=float)
+            if M.shape != (n, n):
+                raise ValueError(f"co-clustering matrix {label!r} has shape {M.shape}, expected ({n}, {n})")
+            im = ax.imshow(M, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+            if annotate:
+                for i in range(n):
+                    for j in range(n):
+                        ax.text(j, i, f"{M[i, j]:.2f}".rstrip("0").rstrip(".") if M[i, j] not in (0, 1)
+                                else f"{M[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                                color="white" if M[i, j] < 0.5 else "black")
+            ax.set_xticks(np.arange(n))
+            ax.set_yticks(np.arange(n))
+            short = [textwrap.shorten(s, 11, placeholder=".") for s in names]
+            ax.set_xticklabels(short, rotation=90, fontsize=6)
+            ax.set_yticklabels(short if ax in axes[:, 0] else [], fontsize=6)
+            ax.tick_params(length=0)
+            ax.set_title(str(label))
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+        if im is not None:
+            fig.colorbar(im, ax=axes, label="share of seeds in one cluster", shrink=0.6, pad=0.02)
+    return _done(_title(fig, title), path)
+
+
+def method_site_heatmap(table, value: str, site: str = "site", methods=None, sites=None, fmt: str = "{:.2f}",
+                        scale: float = 1.0, label: str | None = None, cmap: str = "viridis",
+                        vmin: float | None = None, vmax: float | None = None, title: str | None = None,
+                        width: float = TEXT, ax=None, path=None):
+    """Each method's ``value`` at each site: methods × sites, averaged over seeds, annotated.
+
+    ``table`` is tidy: one row per method × site × run, with columns ``method``, ``site`` and
+    ``value`` (e.g. the last-round accuracy or RMSE of every client of every run). Values
+    are multiplied by ``scale`` (e.g. 100 to show PM2.5 in µg/m³). A cell shows the mean
+    over runs, and ``± std`` when there are several. For an error (lower is better) pass a
+    reversed colour map such as ``"viridis_r"``.
+    """
+    for column in ("method", site, value):
+        if column not in table.columns:
+            raise ValueError(f"the table has no column {column!r}; it has: {', '.join(map(str, table.columns))}")
+    methods = list(methods) if methods is not None else list(dict.fromkeys(table["method"]))
+    sites = list(sites) if sites is not None else list(dict.fromkeys(table[site]))
+    stats = (table[value].astype(float) * scale).groupby([table["method"], table[site]]).agg(["mean", "std", "count"])
+    mean = stats["mean"].unstack().reindex(index=methods, columns=sites)
+    std = stats["std"].unstack().reindex(index=methods, columns=sites)
+    count = stats["count"].unstack().reindex(index=methods, columns=sites)
+    M = mean.to_numpy(dtype=float)
+    if vmin is None and vmax is None and value.startswith("accuracy"):
+        vmin, vmax = 0.0, 1.0
+    many = len(sites) > 6
+    with _style():
+        own = ax is None
+        fig, ax = _figure(width, 0.9 + 0.22 * len(methods) + (0.4 if many else 0)) if own else (ax.figure, ax)
+        im = ax.imshow(M, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+        import matplotlib
+
+        for i in range(len(methods)):
+            for j in range(len(sites)):
+                if np.isnan(M[i, j]):
+                    continue
+                text = fmt.format(M[i, j])
+                sd = std.iat[i, j]
+                if count.iat[i, j] > 1 and np.isfinite(sd) and not many:
+                    text += "±" + (fmt.format(sd).lstrip("0") if sd < 1 else fmt.format(sd))
+                r, g, b, _ = matplotlib.colormaps[cmap](im.norm(M[i, j]))
+                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+                ax.text(j, i, text, ha="center", va="center", fontsize=6, color="white" if dark else "black")
+        ax.set_xticks(np.arange(len(sites)))
+        ax.set_xticklabels([str(s) for s in sites], rotation=45 if many else 0, ha="right" if many else "center")
+        ax.set_yticks(np.arange(len(methods)))
+        ax.set_yticklabels([str(m) for m in methods])
+        ax.tick_params(length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        fig.colorbar(im, ax=ax, label=label or VALUE_LABELS.get(value, value), shrink=0.9, pad=0.01)
+        if title:
+            ax.set_title(title)
+    return _done(fig, path)
+
+
+def method_bars(table, value: str, methods=None, scale: float = 1.0, ylabel: str | None = None,
+                title: str | None = None, width: float = COLUMN, ax=None, path=None):
+    """One bar per method: the mean of ``value`` over its runs (seeds), a dot per run.
+
+    ``table`` has one row per run with columns ``method`` and ``value`` (e.g. the results
+    table of :func:`cflkit.compare.compare`); values are multiplied by ``scale``.
+    """
+    for column in ("method", value):
+        if column not in table.columns:
+            raise ValueError(f"the table has no column {column!r}; it has: {', '.join(map(str, table.columns))}")
+    methods = list(methods) if methods is not None else list(dict.fromkeys(table["method"]))
+    colors = method_colors(methods)
+    rng = np.random.default_rng(0)  # jitter only
+    with _style():
+        own = ax is None
+        fig, ax = _figure(width, 2.2) if own else (ax.figure, ax)
+        for i, m in enumerate(methods):
+            v = table.loc[table["method"] == m, value].astype(float).to_numpy() * scale
+            v = v[np.isfinite(v)]
+            if v.size == 0:
+                continue
+            ax.bar(i, v.mean(), width=0.7, color=colors[m], alpha=0.75, lw=0)
+            ax.scatter(i + rng.uniform(-0.15, 0.15, v.size), v, s=5, color="black", lw=0, zorder=3)
+        ax.set_xticks(np.arange(len(methods)))
+        ax.set_xticklabels(methods, rotation=45, ha="right")
+        ax.set_xlim(-0.6, len(methods) - 0.4)
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_ylabel(ylabel or VALUE_LABELS.get(value, value))
+        if title:
+            ax.set_title(title)
+    return _done(fig, path)

@@ -5,6 +5,7 @@ too), write its figures and tables into ``out_dir``, and be committed clean: no 
 no execution counts, exactly one ``parameters`` cell with documented, typed parameters.
 """
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -40,7 +41,14 @@ TINY = {
     "08_benchmark_of_clustering": dict(clients=8, groups=2, rounds=2, local_epochs=1,
                                        methods=["fedavg", "pacfl", "oracle"], scenarios=["shards", "label_swap"],
                                        seeds=[0], workers=1),
+    "09_medical_heart_disease": dict(methods=["fedavg", "local", "metadata", "flhc"], seeds=[0, 1], rounds=2,
+                                     local_epochs=1, restarts=1, sattler_warmup=1, workers=1),
+    "10_environmental_air_quality": dict(methods=["fedavg", "oracle", "flhc"], seeds=[0], rounds=2, local_epochs=1,
+                                         restarts=1, sattler_warmup=1, workers=1),
 }
+# Notebooks on the real datasets: their files come from the offline copies (data/README.md).
+REAL_DATA = ("09_medical_heart_disease", "10_environmental_air_quality")
+OFFLINE_DIRS = ROOT.parent / "shared" / "data"
 
 # What each notebook writes into out_dir: figures (as .pdf and .png) and tables.
 FIGURES = {
@@ -61,6 +69,9 @@ FIGURES = {
                                     for kind in ("angles", "dendrogram", "accuracy")],
     "07_cornflqs": ["sizes", "server_vs_clients", "assignment", "accuracy"],
     "08_benchmark_of_clustering": ["ari_heatmap", "accuracy_heatmap", "ari_over_rounds"],
+    "09_medical_heart_disease": ["hospital_features", "accuracy", "co_clustering", "per_hospital", "sattler_criteria"],
+    "10_environmental_air_quality": ["stations_pm25", "ari_vs_area", "assignments", "per_station", "worst_stations",
+                                     "sattler_criteria"],
 }
 TABLES = {
     "00_setup_and_scenarios": ["scenarios.csv"],
@@ -72,6 +83,10 @@ TABLES = {
     "06_pacfl": ["angles.csv", "results.csv", "subspace_dim.csv"],
     "07_cornflqs": ["results.csv"],
     "08_benchmark_of_clustering": ["results.csv", "ari_per_round.csv"],
+    "09_medical_heart_disease": ["hospitals.csv", "features.csv", "results.csv", "per_client.csv", "partitions.csv",
+                                 "per_hospital.csv"],
+    "10_environmental_air_quality": ["stations.csv", "results.csv", "per_client.csv", "ari.csv", "per_station.csv",
+                                     "worst_stations.csv"],
 }
 
 
@@ -112,6 +127,8 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     # The kernel must pick Jupyter's inline backend, as in JupyterLab; an inherited
     # MPLBACKEND=Agg would make the interactive views show nothing.
     monkeypatch.delenv("MPLBACKEND", raising=False)
+    if path.stem in REAL_DATA and not os.environ.get("CFLKIT_OFFLINE_DIRS"):
+        monkeypatch.setenv("CFLKIT_OFFLINE_DIRS", str(OFFLINE_DIRS))
 
     out = tmp_path / "out"
     executed = tmp_path / path.name
@@ -210,6 +227,41 @@ def _check_results(stem: str, out: Path, executed):
         per_round = pd.read_csv(out / "ari_per_round.csv")
         assert len(per_round) == len(results) * (tiny["rounds"] + 1)
         assert len(list((out / "cells").iterdir())) == len(results), "one run directory per cell"
+    elif stem.startswith("09"):
+        hospitals = pd.read_csv(out / "hospitals.csv", index_col=0)
+        assert list(hospitals["kept"]) == [303, 261, 46, 130], "FLamby preprocessing keeps 740 patients"
+        assert list(hospitals["positive rate (kept)"].round(2)) == [0.46, 0.38, 0.98, 0.78]
+        assert pd.read_csv(out / "features.csv", index_col=0).loc["Switzerland", "chol = 0"] == 1.0
+        results = pd.read_csv(out / "results.csv")
+        assert len(results) == len(tiny["methods"]) * len(tiny["seeds"])
+        assert results["error"].isna().all(), results["error"].dropna().tolist()
+        per_hospital = pd.read_csv(out / "per_hospital.csv", index_col=0)
+        assert list(per_hospital.index) == [*tiny["methods"], "majority class"]
+        assert list(per_hospital.columns) == ["Cleveland", "Hungarian", "Switzerland", "VA Long Beach"]
+        assert per_hospital.stack().between(0, 1).all()
+        partitions = pd.read_csv(out / "partitions.csv").set_index("method")
+        assert partitions.loc["fedavg", "partition"] == "Cleveland+Hungarian+Switzerland+VA Long Beach"
+        assert partitions.loc["local", "partition"] == "Cleveland | Hungarian | Switzerland | VA Long Beach"
+        assert partitions.loc["metadata", "partition"] == "Cleveland+VA Long Beach | Hungarian | Switzerland", \
+            "metadata groups by country: the two American hospitals together"
+        assert (partitions.groupby("method")["seeds"].sum() == len(tiny["seeds"])).all()
+    elif stem.startswith("10"):
+        stations = pd.read_csv(out / "stations.csv", index_col=0)
+        assert len(stations) == 12 and (stations["area"] == "urban").sum() == 8
+        results = pd.read_csv(out / "results.csv").set_index("method")
+        assert len(results) == len(tiny["methods"]) * len(tiny["seeds"])
+        assert results["error"].isna().all()
+        assert (results.loc["oracle", "ari"] == 1.0).all(), "the oracle groups by the metadata: ARI 1 against it"
+        assert (results.loc["fedavg", "ari"] == 0.0).all() and (results.loc["fedavg", "n_clusters"] == 1).all()
+        assert (results["rmse_worst10"] >= results["rmse_mean"]).all() and (results["rmse_mean"] > 0).all()
+        per_station = pd.read_csv(out / "per_station.csv", index_col=0)
+        assert per_station.shape == (12, len(tiny["methods"])), "one row per station, one column per method"
+        assert list(per_station.columns) == tiny["methods"]
+        per_client = pd.read_csv(out / "per_client.csv")
+        mean_rmse = per_client.groupby(["method", "seed"])["rmse"].mean().groupby("method").mean() * 100
+        assert (per_station.mean() - mean_rmse.loc[per_station.columns]).abs().max() < 1e-6, "per_station is x100"
+        worst = pd.read_csv(out / "worst_stations.csv", index_col=0)
+        assert list(worst.index) == tiny["methods"]
     assert not re.search(r"Traceback|Error:", _text(executed)), "a cell printed an error"
     # interactive=True: the widgets' outputs live in the notebook's widget state.
     widgets = json.dumps(executed.metadata.get("widgets", {}))

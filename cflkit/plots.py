@@ -770,49 +770,13 @@ def method_scenario_heatmap(table, value: str = "ari", methods=None, scenarios=N
     accuracy get the scale [0, 1] unless ``vmin`` / ``vmax`` say otherwise; ``label`` names
     the colour bar (default: a readable name of ``value``).
     """
-    for column in ("method", "scenario", value):
-        if column not in table.columns:
-            raise ValueError(f"the table has no column {column!r}; it has: {', '.join(map(str, table.columns))}")
-    methods = list(methods) if methods is not None else list(dict.fromkeys(table["method"]))
-    scenarios = list(scenarios) if scenarios is not None else list(dict.fromkeys(table["scenario"]))
-    stats = table.groupby(["method", "scenario"])[value].agg(["mean", "std", "count"])
-    mean = stats["mean"].unstack().reindex(index=methods, columns=scenarios)
-    std = stats["std"].unstack().reindex(index=methods, columns=scenarios)
-    count = stats["count"].unstack().reindex(index=methods, columns=scenarios)
     bounded = value in ("ari", "ami", "homogeneity", "completeness", "v_measure") or value.startswith("accuracy")
     vmin = vmin if vmin is not None else (0.0 if bounded else None)
     vmax = vmax if vmax is not None else (1.0 if bounded else None)
-    M = mean.to_numpy(dtype=float)
-    with _style():
-        own = ax is None
-        fig, ax = _figure(width, 0.7 + 0.24 * len(methods)) if own else (ax.figure, ax)
-        im = ax.imshow(M, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
-        import matplotlib
-
-        norm = im.norm
-        for i in range(len(methods)):
-            for j in range(len(scenarios)):
-                if np.isnan(M[i, j]):
-                    continue
-                text = fmt.format(M[i, j])
-                sd = std.iat[i, j]
-                if count.iat[i, j] > 1 and np.isfinite(sd):
-                    text += "±" + (fmt.format(sd).lstrip("0") if sd < 1 else fmt.format(sd))
-                r, g, b, _ = matplotlib.colormaps[cmap](norm(M[i, j]))
-                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-                ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color="white" if dark else "black")
-        ax.set_xticks(np.arange(len(scenarios)))
-        ax.set_xticklabels(["+\n".join(textwrap.fill(p, 14, break_long_words=False) for p in str(s).split("+"))
-                            for s in scenarios])
-        ax.set_yticks(np.arange(len(methods)))
-        ax.set_yticklabels([str(m) for m in methods])
-        ax.tick_params(length=0)
-        for side in ax.spines.values():
-            side.set_visible(False)
-        fig.colorbar(im, ax=ax, label=label or VALUE_LABELS.get(value, value), shrink=0.9, pad=0.02)
-        if title:
-            ax.set_title(title)
-    return _done(fig, path)
+    wrap = lambda s: "+\n".join(textwrap.fill(p, 14, break_long_words=False) for p in str(s).split("+"))  # noqa: E731
+    return _method_heatmap(table, value, "scenario", methods, scenarios, fmt, 1.0, label, cmap, vmin, vmax, title,
+                           width, ax, path, column_label=wrap, height=lambda n: 0.7 + 0.24 * n,
+                           fontsize=6.5, pad=0.02, std_when_many=True)
 
 
 def subspace_bases(bases, federation, clients=None, title: str | None = None, width: float = COLUMN, path=None):
@@ -997,44 +961,53 @@ def method_site_heatmap(table, value: str, site: str = "site", methods=None, sit
     over runs, and ``± std`` when there are several. For an error (lower is better) pass a
     reversed colour map such as ``"viridis_r"``.
     """
-    for column in ("method", site, value):
-        if column not in table.columns:
-            raise ValueError(f"the table has no column {column!r}; it has: {', '.join(map(str, table.columns))}")
-    methods = list(methods) if methods is not None else list(dict.fromkeys(table["method"]))
-    sites = list(sites) if sites is not None else list(dict.fromkeys(table[site]))
-    stats = (table[value].astype(float) * scale).groupby([table["method"], table[site]]).agg(["mean", "std", "count"])
-    mean = stats["mean"].unstack().reindex(index=methods, columns=sites)
-    std = stats["std"].unstack().reindex(index=methods, columns=sites)
-    count = stats["count"].unstack().reindex(index=methods, columns=sites)
-    M = mean.to_numpy(dtype=float)
     if vmin is None and vmax is None and value.startswith("accuracy"):
         vmin, vmax = 0.0, 1.0
-    many = len(sites) > 6
+    many = table[site].nunique() > 6 if site in table.columns else False
+    return _method_heatmap(table, value, site, methods, sites, fmt, scale, label, cmap, vmin, vmax, title, width,
+                           ax, path, column_label=str, height=lambda n: 0.9 + 0.22 * n + (0.4 if many else 0),
+                           fontsize=6, pad=0.01, std_when_many=False)
+
+
+def _method_heatmap(table, value, column, methods, columns, fmt, scale, label, cmap, vmin, vmax, title, width, ax,
+                    path, column_label, height, fontsize, pad, std_when_many):
+    """Methods (rows) × ``column`` values, mean (± std over runs) of ``value`` annotated."""
+    for name in ("method", column, value):
+        if name not in table.columns:
+            raise ValueError(f"the table has no column {name!r}; it has: {', '.join(map(str, table.columns))}")
+    methods = list(methods) if methods is not None else list(dict.fromkeys(table["method"]))
+    columns = list(columns) if columns is not None else list(dict.fromkeys(table[column]))
+    stats = (table[value].astype(float) * scale).groupby([table["method"], table[column]]).agg(["mean", "std", "count"])
+    mean, std, count = (stats[k].unstack().reindex(index=methods, columns=columns) for k in ("mean", "std", "count"))
+    M = mean.to_numpy(dtype=float)
+    many = len(columns) > 6
     with _style():
-        own = ax is None
-        fig, ax = _figure(width, 0.9 + 0.22 * len(methods) + (0.4 if many else 0)) if own else (ax.figure, ax)
-        im = ax.imshow(M, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
         import matplotlib
 
+        own = ax is None
+        fig, ax = _figure(width, height(len(methods))) if own else (ax.figure, ax)
+        im = ax.imshow(M, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
         for i in range(len(methods)):
-            for j in range(len(sites)):
+            for j in range(len(columns)):
                 if np.isnan(M[i, j]):
                     continue
                 text = fmt.format(M[i, j])
                 sd = std.iat[i, j]
-                if count.iat[i, j] > 1 and np.isfinite(sd) and not many:
+                if count.iat[i, j] > 1 and np.isfinite(sd) and (std_when_many or not many):
                     text += "±" + (fmt.format(sd).lstrip("0") if sd < 1 else fmt.format(sd))
                 r, g, b, _ = matplotlib.colormaps[cmap](im.norm(M[i, j]))
                 dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-                ax.text(j, i, text, ha="center", va="center", fontsize=6, color="white" if dark else "black")
-        ax.set_xticks(np.arange(len(sites)))
-        ax.set_xticklabels([str(s) for s in sites], rotation=45 if many else 0, ha="right" if many else "center")
+                ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color="white" if dark else "black")
+        ax.set_xticks(np.arange(len(columns)))
+        rotate = many and not std_when_many
+        ax.set_xticklabels([column_label(c) for c in columns], rotation=45 if rotate else 0,
+                           ha="right" if rotate else "center")
         ax.set_yticks(np.arange(len(methods)))
         ax.set_yticklabels([str(m) for m in methods])
         ax.tick_params(length=0)
         for spine in ax.spines.values():
             spine.set_visible(False)
-        fig.colorbar(im, ax=ax, label=label or VALUE_LABELS.get(value, value), shrink=0.9, pad=0.01)
+        fig.colorbar(im, ax=ax, label=label or VALUE_LABELS.get(value, value), shrink=0.9, pad=pad)
         if title:
             ax.set_title(title)
     return _done(fig, path)

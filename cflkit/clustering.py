@@ -205,8 +205,6 @@ def bipartition(D: np.ndarray, k: int = 0, threshold: float = 0.0) -> np.ndarray
     """Recursive bipartition (Sattler et al. 2021): split the widest cluster in two by
     complete linkage until there are ``k`` clusters, or — without ``k`` — until no
     cluster's diameter (largest pairwise distance) exceeds ``threshold``."""
-    from sklearn.cluster import AgglomerativeClustering
-
     if not k and not threshold:
         raise ValueError("clusterer 'bipartition' needs clusters=K or a distance_threshold")
     n = len(D)
@@ -217,9 +215,17 @@ def bipartition(D: np.ndarray, k: int = 0, threshold: float = 0.0) -> np.ndarray
             return labels
         _, widest = max(diam)
         members = np.flatnonzero(labels == widest)
-        halves = AgglomerativeClustering(n_clusters=2, metric="precomputed", linkage="complete").fit_predict(
-            D[np.ix_(members, members)])
+        halves = split_in_two(D[np.ix_(members, members)])
         labels[members[halves == 1]] = labels.max() + 1
+
+
+def split_in_two(D: np.ndarray, linkage: str = "complete") -> np.ndarray:
+    """Two clusters by agglomerative clustering of the distances: labels 0/1, label 0 the
+    half holding the first client."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    labels = AgglomerativeClustering(n_clusters=2, metric="precomputed", linkage=linkage).fit_predict(D)
+    return (labels != labels[0]).astype(np.int64)
 
 
 def _singletons_for_noise(labels: np.ndarray) -> np.ndarray:

@@ -88,6 +88,13 @@ class Method:
     def round(self, state: ServerState, ctx: Context) -> tuple[ServerState, RoundInfo]:
         raise NotImplementedError
 
+    def n_clusters(self, ctx: Context) -> int:
+        """K for methods that need one: ``clusters`` or, if 0, the planted groups."""
+        k = int(self.config.clusters or ctx.federation.n_groups)
+        if k > ctx.federation.n_clients:
+            raise ValueError(f"clusters={k} exceeds the {ctx.federation.n_clients} clients")
+        return k
+
 
 class ClusteredFedAvg(Method):
     """FedAvg within fixed clusters: the shared round of oracle, random and FedAvg itself.

@@ -57,11 +57,7 @@ class RandomClusters(ClusteredFedAvg):
     summary = "FedAvg within K random fixed clusters (sanity floor); K = clusters or groups"
 
     def assignment(self, ctx):
-        fed = ctx.federation
-        k = self.config.clusters or fed.n_groups
-        if k > fed.n_clients:
-            raise ValueError(f"clusters={k} exceeds the {fed.n_clients} clients")
-        return balanced_random_assignment(fed.n_clients, k, ctx.rng)
+        return balanced_random_assignment(ctx.federation.n_clients, self.n_clusters(ctx), ctx.rng)
 
 
 class Local(Method):

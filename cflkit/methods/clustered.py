@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from ..aggregate import cluster_average, contiguous
-from ..clustering import (CLUSTERERS, METRICS, align, cluster, clustering_temperature, pairwise_distances,
+from ..clustering import (CLUSTERERS, METRICS, NEEDS_K, align, cluster, clustering_temperature, pairwise_distances,
                           temperature_rises)
 from ..representations import REPRESENTATIONS, represent
 from .base import ClusteredFedAvg, Context, Method, ServerState
@@ -84,14 +84,10 @@ class Clustered(Method):
             raise ValueError(f"unknown linkage {self.linkage!r}; choose one of: ward, complete, average, single")
 
     # -- the parts ------------------------------------------------------------------------
-    def n_clusters(self, ctx: Context) -> int:
-        """K for clusterers that need one: ``clusters`` or, if 0, the planted groups."""
-        return int(self.config.clusters or ctx.federation.n_groups)
-
     def assign(self, ctx: Context, start, trained) -> np.ndarray:
         """Cluster every client from its representation."""
         rep = represent(self.representation, ctx, start, trained)
-        k = 0 if (self.threshold and self.clusterer not in ("kmeans", "spectral", "gmm")) else self.n_clusters(ctx)
+        k = 0 if (self.threshold and self.clusterer not in NEEDS_K) else self.n_clusters(ctx)
         D = rep.distance_matrix(self.metric) if self.metric == "principal_angle" else None
         return cluster(rep.X, self.clusterer, k=k, threshold=self.threshold, metric=self.metric,
                        linkage=self.linkage, min_cluster_size=self.config.min_cluster_size,

@@ -80,12 +80,6 @@ class CORNFLQS(Method):
                              f"choose one of: {', '.join(CLUSTERERS)}")
         self.max_corn_rounds = max(1, int(config.rounds) // 2)
 
-    def n_clusters(self, ctx: Context) -> int:
-        k = int(self.config.clusters or ctx.federation.n_groups)
-        if k > ctx.federation.n_clients:
-            raise ValueError(f"clusters={k} exceeds the {ctx.federation.n_clients} clients")
-        return k
-
     def init(self, ctx: Context) -> ServerState:
         n = ctx.federation.n_clients
         candidates = [w[None].copy() for w in ctx.initial_weights]

@@ -154,13 +154,6 @@ class IFCA(Method):
         super().__init__(config)
         self.restarts = int(config.restarts)
 
-    def n_clusters(self, ctx: Context) -> int:
-        """K: ``clusters`` or, if 0, the planted groups."""
-        k = int(self.config.clusters or ctx.federation.n_groups)
-        if k > ctx.federation.n_clients:
-            raise ValueError(f"clusters={k} exceeds the {ctx.federation.n_clients} clients")
-        return k
-
     def initial_candidates(self, ctx: Context) -> tuple[list, np.ndarray]:
         """K random models (the best of ``restarts`` draws) and the clients' first choice.
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..aggregate import cluster_average
-from ..clustering import cosine_similarity
+from ..clustering import cosine_similarity, split_in_two
 from ..representations import flatten
 from .base import Context, Method, ServerState
 
@@ -34,8 +34,6 @@ def bipartition(similarity: np.ndarray, linkage: str = "complete") -> np.ndarray
     its Algorithm 1 merges the most similar pairs until two groups remain).
     Label 0 is the half holding the first client.
     """
-    from sklearn.cluster import AgglomerativeClustering
-
     S = np.asarray(similarity, dtype=np.float64)
     if S.ndim != 2 or S.shape[0] != S.shape[1] or S.shape[0] < 2:
         raise ValueError(f"bipartition needs a square similarity matrix of >= 2 clients, got shape {S.shape}")
@@ -43,8 +41,7 @@ def bipartition(similarity: np.ndarray, linkage: str = "complete") -> np.ndarray
         raise ValueError(f"unknown linkage {linkage!r} for sattler; choose one of: complete, single, average")
     D = np.clip(1.0 - (S + S.T) / 2, 0.0, None)
     np.fill_diagonal(D, 0.0)
-    labels = AgglomerativeClustering(n_clusters=2, metric="precomputed", linkage=linkage).fit_predict(D)
-    return (labels != labels[0]).astype(np.int64)
+    return split_in_two(D, linkage)
 
 
 def split_clusters(assignment, updates: np.ndarray, sizes, eps1: float, eps2: float, allowed: bool = True,

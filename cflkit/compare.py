@@ -115,7 +115,7 @@ def expand_grid(grid: dict, base: Config = Config()) -> list[Cell]:
     for config in configs:
         labels = {k: getattr(config, k) for k in KEY_FIELDS}
         labels.update(parts[config])
-        labels.update({k: _plain(getattr(config, k)) for k in extra})
+        labels.update({k: _label(getattr(config, k)) for k in extra})
         cells.append(Cell(cell_id(config, varying), config, labels))
     return cells
 
@@ -196,7 +196,8 @@ def _parts_used(config: Config) -> dict:
     return {k: getattr(method, k) for k in PARTS}
 
 
-def _plain(value):
+def _label(value):
+    """A config value as a table label: tuples joined by commas."""
     return ",".join(map(str, value)) if isinstance(value, tuple) else value
 
 
@@ -231,7 +232,7 @@ def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | No
         per_round.to_csv(tmp, index=False)
     write_text_atomic(out_dir / "table.md", markdown_table(summarize_grid(results)) + "\n")
     write_text_atomic(out_dir / "grid.json", json.dumps(
-        {"grid": {k: [_plain(v) for v in _values(k, vs)] for k, vs in grid.items()}, "base": base.to_dict()},
+        {"grid": {k: [_label(v) for v in _values(k, vs)] for k, vs in grid.items()}, "base": base.to_dict()},
         indent=2) + "\n")
     if errors:
         lines = "\n".join(f"  {cid}: {err}" for cid, err in errors.items())

@@ -62,61 +62,38 @@ def _breast_cancer() -> Dataset:
                    citation="Wolberg, Street & Mangasarian (1995), UCI Breast Cancer Wisconsin (Diagnostic)")
 
 
-def _heart_disease() -> Dataset:
-    from .data.heart import load_heart_disease
-
-    return load_heart_disease()
-
-
-def _air_quality() -> Dataset:
-    from .data.air_quality import load_air_quality
-
-    return load_air_quality("regression")
-
-
-def _air_quality_bands() -> Dataset:
-    from .data.air_quality import load_air_quality
-
-    return load_air_quality("bands")
-
-
-def _medmnist(name: str) -> Callable[[], Dataset]:
+def _lazy(module: str, function: str, *args) -> Callable[[], Dataset]:
+    """A loader that imports ``cflkit.data.<module>`` only when the dataset is loaded."""
     def load() -> Dataset:
-        from .data.medmnist import load_medmnist
+        import importlib
 
-        return load_medmnist(name)
+        return getattr(importlib.import_module(f".data.{module}", __package__), function)(*args)
     return load
-
-
-def _mnist() -> Dataset:
-    from .data.mnist import load_mnist
-
-    return load_mnist()
-
-
-def _fashion_mnist() -> Dataset:
-    from .data.mnist import load_fashion_mnist
-
-    return load_fashion_mnist()
 
 
 DATASETS: dict[str, tuple[Callable[[], Dataset], str]] = {
     "digits": (_digits, "8x8 handwritten digits, 1797 images, 10 classes (scikit-learn, offline)"),
-    "breast_cancer": (_breast_cancer, "Wisconsin breast cancer, 569 patients, 30 features, 2 classes (scikit-learn, offline)"),
-    "heart_disease": (_heart_disease, "UCI Heart Disease, 4 hospitals (natural), 740 patients, 15 features, "
-                                      "2 classes (download, CC BY 4.0)"),
-    "air_quality": (_air_quality, "Beijing air quality, 12 stations (natural), ~16,600 station-days, "
-                                  "PM2.5 regression (download, CC BY 4.0)"),
-    "air_quality_bands": (_air_quality_bands, "Beijing air quality, 12 stations (natural), ~16,600 station-days, "
-                                              "6 AQI PM2.5 bands (download, CC BY 4.0)"),
-    "pneumoniamnist": (_medmnist("pneumoniamnist"), "MedMNIST chest X-rays 28x28, 5856 images, 2 classes "
-                                                    "(download, CC BY 4.0)"),
-    "bloodmnist": (_medmnist("bloodmnist"), "MedMNIST blood cells 28x28 RGB, 17092 images, 8 classes "
-                                            "(download, CC BY 4.0)"),
-    "organamnist": (_medmnist("organamnist"), "MedMNIST abdominal CT 28x28, 58830 images, 11 classes "
-                                              "(download, CC BY 4.0)"),
-    "mnist": (_mnist, "MNIST handwritten digits 28x28, 70000 images, 10 classes (download via Keras, CC BY-SA 3.0)"),
-    "fashion_mnist": (_fashion_mnist, "Fashion-MNIST 28x28, 70000 images, 10 classes (download via Keras, MIT)"),
+    "breast_cancer": (_breast_cancer,
+                      "Wisconsin breast cancer, 569 patients, 30 features, 2 classes (scikit-learn, offline)"),
+    "heart_disease": (_lazy("heart", "load_heart_disease"),
+                      "UCI Heart Disease, 4 hospitals (natural), 740 patients, 15 features, 2 classes "
+                      "(download, CC BY 4.0)"),
+    "air_quality": (_lazy("air_quality", "load_air_quality", "regression"),
+                    "Beijing air quality, 12 stations (natural), ~16,600 station-days, PM2.5 regression "
+                    "(download, CC BY 4.0)"),
+    "air_quality_bands": (_lazy("air_quality", "load_air_quality", "bands"),
+                          "Beijing air quality, 12 stations (natural), ~16,600 station-days, 6 AQI PM2.5 bands "
+                          "(download, CC BY 4.0)"),
+    "pneumoniamnist": (_lazy("medmnist", "load_medmnist", "pneumoniamnist"),
+                       "MedMNIST chest X-rays 28x28, 5856 images, 2 classes (download, CC BY 4.0)"),
+    "bloodmnist": (_lazy("medmnist", "load_medmnist", "bloodmnist"),
+                   "MedMNIST blood cells 28x28 RGB, 17092 images, 8 classes (download, CC BY 4.0)"),
+    "organamnist": (_lazy("medmnist", "load_medmnist", "organamnist"),
+                    "MedMNIST abdominal CT 28x28, 58830 images, 11 classes (download, CC BY 4.0)"),
+    "mnist": (_lazy("mnist", "load_mnist"),
+              "MNIST handwritten digits 28x28, 70000 images, 10 classes (download via Keras, CC BY-SA 3.0)"),
+    "fashion_mnist": (_lazy("mnist", "load_fashion_mnist"),
+                      "Fashion-MNIST 28x28, 70000 images, 10 classes (download via Keras, MIT)"),
 }
 
 

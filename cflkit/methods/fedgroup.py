@@ -131,8 +131,6 @@ class FedGroup(Clustered):
         """Group the clients; returns (assignment, mask of the clustering clients)."""
         n = ctx.federation.n_clients
         k = self.n_clusters(ctx)
-        if k > n:
-            raise ValueError(f"cannot make {k} groups of {n} clients: lower clusters (now {self.config.clusters})")
         X = represent(self.representation, ctx, start, trained).X
         m = min(self.alpha * k, n)
         chosen = np.arange(n) if m == n else np.sort(ctx.rng.choice(n, size=m, replace=False))

@@ -1,4 +1,5 @@
-"""Run directories: ``config.json``, ``history.csv``, ``summary.json`` — written atomically."""
+"""Run directories: ``config.json``, ``history.csv``, ``summary.json`` and the final cluster
+models with the assignment in ``models.npz`` — written atomically."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 RUN_FILES = ("config.json", "history.csv", "summary.json")
+MODELS_FILE = "models.npz"
 
 
 @dataclass
@@ -45,6 +47,8 @@ def save_run(result: Result, out) -> Path:
         (tmp / "config.json").write_text(result.config.to_json() + "\n")
         result.history.to_csv(tmp / "history.csv", index=False)
         (tmp / "summary.json").write_text(json.dumps(_plain(result.summary), indent=2, sort_keys=True) + "\n")
+        if result.state is not None:
+            save_models(result.state, tmp / MODELS_FILE)
         scalars = _scalar_diagnostics(result.diagnostics)
         if scalars is not None:
             scalars.to_csv(tmp / "diagnostics.csv", index=False)
@@ -72,7 +76,25 @@ def load_run(path) -> Result:
     if missing:
         raise ValueError(f"{str(path)!r} is not a run directory: missing {', '.join(missing)}")
     config = Config.from_dict(json.loads((path / "config.json").read_text()))
-    return Result(config, pd.read_csv(path / "history.csv"), json.loads((path / "summary.json").read_text()))
+    state = load_models(path / MODELS_FILE) if (path / MODELS_FILE).exists() else None
+    return Result(config, pd.read_csv(path / "history.csv"), json.loads((path / "summary.json").read_text()),
+                  state=state)
+
+
+def save_models(state, path):
+    """Write a server state's stacked cluster models and assignment to an ``.npz`` file."""
+    arrays = {f"layer_{i:03d}": np.asarray(w) for i, w in enumerate(state.models)}
+    with open(path, "wb") as f:
+        np.savez(f, assignment=np.asarray(state.assignment), **arrays)
+
+
+def load_models(path):
+    """The :class:`~cflkit.methods.base.ServerState` (models, assignment) saved in ``path``."""
+    from .methods.base import ServerState
+
+    with np.load(path) as data:
+        layers = sorted(k for k in data.files if k.startswith("layer_"))
+        return ServerState([data[k] for k in layers], data["assignment"].astype(int))
 
 
 @contextmanager

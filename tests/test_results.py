@@ -52,4 +52,10 @@ def test_load_run_names_missing_files(tmp_path):
 def test_run_with_out_writes_the_directory(tmp_path):
     config = Config(scenario="iid", clients=4, rounds=1, local_epochs=1)
     result = run(config, out=tmp_path / "iid")
-    assert load_run(tmp_path / "iid").summary["accuracy_mean"] == pytest.approx(result.summary["accuracy_mean"])
+    back = load_run(tmp_path / "iid")
+    assert back.summary["accuracy_mean"] == pytest.approx(result.summary["accuracy_mean"])
+    # the final models and assignment come back bit-exact, so a run can be explained later
+    assert (back.state.assignment == result.state.assignment).all()
+    assert len(back.state.models) == len(result.state.models)
+    for saved, kept in zip(back.state.models, result.state.models):
+        assert saved.dtype == kept.dtype and (saved == kept).all()

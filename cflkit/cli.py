@@ -1,7 +1,9 @@
-"""Command line: ``cflkit run``, ``cflkit list``, ``cflkit demo``."""
+"""Command line: ``cflkit run``, ``list``, ``demo``, ``data``, ``compare`` and the subcommands of
+:data:`EXTENSIONS`."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -11,6 +13,12 @@ from .config import FIELDS, Config, coerce, help_text
 
 USAGE_ERROR = 2
 FAILURE = 1
+
+# Subcommands that live in their own module: name -> module. Each module defines ``HELP``
+# (one line), ``add_arguments(parser)`` and ``main(args) -> int``, and imports nothing heavy
+# (TensorFlow, papermill, flwr) at module level, so `cflkit --help` stays fast.
+EXTENSIONS = {
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, default=None,
                    help="worker processes (default: cores, at most one per cell; 1: run in this process)")
     _add_progress(c)
+
+    for name, module in EXTENSIONS.items():
+        ext = importlib.import_module(module)
+        ext.add_arguments(sub.add_parser(name, help=ext.HELP, description=ext.HELP))
     return p
 
 
@@ -301,6 +313,8 @@ def main(argv=None) -> int:
             return cmd_compare(args)
         if args.command == "data":
             return cmd_data(args)
+        if args.command in EXTENSIONS:
+            return importlib.import_module(EXTENSIONS[args.command]).main(args)
         return cmd_demo(args)
     except ValueError as e:
         print(f"cflkit: error: {e}", file=sys.stderr)

@@ -18,6 +18,7 @@ FAILURE = 1
 # (one line), ``add_arguments(parser)`` and ``main(args) -> int``, and imports nothing heavy
 # (TensorFlow, papermill, flwr) at module level, so `cflkit --help` stays fast.
 EXTENSIONS = {
+    "batch": "cflkit.batch",
 }
 
 

@@ -28,6 +28,7 @@ Examples::
     python bench/round_time.py --clients 10 50 200 1000
     python bench/round_time.py --clients 200 --jit          # also time Trainer(jit_compile=True)
     python bench/round_time.py --clients 200 --intra-threads 1 --inter-threads 1
+    python bench/round_time.py --clients 10 50 --repeats 5 --ref-repeats 2 --out runs/bench/round_time.csv
 
 Threads: TensorFlow's thread pools can only be sized before TF initialises, so
 ``--intra-threads`` / ``--inter-threads`` are passed through the ``TF_NUM_INTRAOP_THREADS`` /
@@ -76,6 +77,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true",
                    help="print JSON: one object for one --clients value, one object per line for a sweep")
+    p.add_argument("--out", default=None, metavar="FILE.csv",
+                   help="also write one row per --clients value (seconds per round, speed-ups) to this CSV, "
+                        "atomically (the paper's performance table reads it)")
     args = p.parse_args(argv)
     if min(args.clients) < 1 or args.samples < 1 or args.repeats < 1 or args.ref_repeats < 1:
         p.error("--clients, --samples, --repeats and --ref-repeats must be >= 1")
@@ -303,6 +307,28 @@ def print_table(results: list[dict], args):
         print(f"same work: cflkit vs compiled loop on up to 5 clients, same batch plan: max |weight diff| {max(diffs):.1e}")
 
 
+CSV_COLUMNS = ("clients", "samples_per_client", "batch_size", "epochs", "model", "seconds_per_round",
+               "reference_loop_seconds_per_round", "model_fit_seconds_per_round", "speedup_vs_reference_loop",
+               "speedup_vs_model_fit", "reference_loop_extrapolated_from_clients",
+               "model_fit_extrapolated_from_clients", "repeats", "reference_repeats", "device", "cpu_count",
+               "tf_version", "keras_version")
+
+
+def write_csv(results: list[dict], path):
+    """One row per client count with :data:`CSV_COLUMNS` (empty where not measured), atomically."""
+    import csv
+    import io
+
+    from cflkit.results import write_text_atomic
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        writer.writerow({k: r.get(k, "") for k in CSV_COLUMNS})
+    write_text_atomic(path, buffer.getvalue())
+
+
 def main(argv=None):
     args = parse_args(argv)
     _set_threads(args.intra_threads, args.inter_threads)
@@ -320,6 +346,8 @@ def main(argv=None):
                 print(json.dumps(r))
     else:
         print_table(results, args)
+    if args.out:
+        write_csv(results, args.out)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ FAILURE = 1
 # (TensorFlow, papermill, flwr) at module level, so `cflkit --help` stays fast.
 EXTENSIONS = {
     "batch": "cflkit.batch",
+    "explain": "cflkit.explain.cli",
 }
 
 

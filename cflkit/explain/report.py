@@ -1,0 +1,429 @@
+"""The explanation report of a finished run (``cflkit explain RUN_DIR``): all four layers,
+their figures (pdf + png), tables (csv), quality numbers (``quality.json``), and a summary
+as ``report.md`` and a self-contained ``report.html`` (figures embedded as PNG). Everything
+is written into a temporary sibling directory that is renamed into place: a crash leaves
+the old report or the new one, never a mix."""
+from __future__ import annotations
+
+import base64
+import html
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("cflkit.explain")
+
+LIME_CLIENT = 0  # the client whose membership LIME explains in the report
+PROTOCOL_GROUPS = ("update", "similarity")  # from the models, not the data: reported apart
+
+
+def load_explainable_run(run_dir):
+    """``(result, federation)`` of a run directory, with clear errors for a directory that
+    is not a run and for a run written before runs kept their models."""
+    from ..experiment import federation_from
+    from ..results import MODELS_FILE, load_run
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ValueError(f"{str(path)!r} is not a run directory: no such directory")
+    result = load_run(path)  # ValueError naming the missing files
+    if result.state is None:
+        raise ValueError(f"run {str(path)!r} has no {MODELS_FILE} (written by runs before the cluster models were "
+                         f"saved); re-run it: cflkit run --config {path / 'config.json'} --out {path}")
+    fed = federation_from(result.config)
+    if len(result.state.assignment) != fed.n_clients:
+        raise ValueError(f"run {str(path)!r}: {len(result.state.assignment)} assignments for {fed.n_clients} clients; "
+                         f"its federation cannot be rebuilt from config.json")
+    return result, fed
+
+
+def explain_run(run_dir, out=None, *, probes: int = 20, seed: int = 0, progress: bool = False) -> dict:
+    """Explain run ``run_dir`` into ``out`` (default ``run_dir/explain``); returns the
+    quality numbers (what ``quality.json`` holds) with ``"out"``, the directory written."""
+    if probes < 0:
+        raise ValueError(f"probes must be >= 0 (0 skips layer (b)), got {probes}")
+    start = time.perf_counter()
+    result, fed = load_explainable_run(run_dir)
+    out = Path(out) if out is not None else Path(run_dir) / "explain"
+    state, config = result.state, result.config
+    assignment = np.asarray(state.assignment).astype(int)
+    k = state.n_clusters
+    doc = _Doc()
+    quality = {"run": str(run_dir), "method": config.method, "dataset": config.dataset, "scenario": config.scenario,
+               "clients": fed.n_clients, "clusters": k, "clusters_used": int(len(np.unique(assignment))),
+               "seed": seed, "skipped": {}}
+    tables, figures = {}, {}
+    doc.h1(f"Explaining the clusters of {config.method}")
+    doc.p(f"Run `{run_dir}`: {fed.description}. The method ended with {k} cluster model(s); "
+          f"{quality['clusters_used']} cluster(s) hold clients.")
+
+    # (a) membership
+    from . import figures_membership as figs
+    from .descriptors import client_descriptors
+    from .membership import explain_client, explain_descriptors
+
+    log.info("explain: layer (a) membership")
+    table, groups = client_descriptors(fed, models=state.models, assignment=assignment, config=config, seed=seed)
+    data_cols = [c for c in table.columns if groups[c] not in PROTOCOL_GROUPS]
+    m = explain_descriptors(table[data_cols], {c: groups[c] for c in data_cols}, assignment, seed=seed)
+    m_all = explain_descriptors(table, groups, assignment, seed=seed)
+    quality["membership"] = m.summary()
+    quality["membership_with_updates"] = m_all.summary()
+    tables.update({f"membership_{name}": t for name, t in m.tables().items()})
+    tables["membership_with_updates_group_importance"] = m_all.group_importance
+    tables["membership_with_updates_rules"] = m_all.tables()["rules"]
+    tables["membership_descriptors"] = m_all.tables()["descriptors"]
+    tables["membership_descriptor_groups"] = m_all.tables()["descriptor_groups"]
+    doc.h2("(a) Why is client i in cluster k?")
+    groups_used = ", ".join(f"{g} ({t})" for g, t in zip(m.group_importance["group"], m.group_importance["tier"]))
+    doc.p(f"Data descriptors: {m.descriptors.shape[1]} per client in the groups {groups_used} "
+          f"(T1: summaries a client may agree to send). A depth-3 surrogate tree predicts each client's cluster "
+          f"from them; its out-of-fold accuracy (fidelity) is compared with the same for shuffled clusters "
+          f"(explained = clearly above it: above mean + 2 std of the shuffled runs, by at least 0.1, "
+          f"permutation p <= 0.05).")
+    numbers = _numbers(m)
+    if quality["clusters_used"] < 2:
+        doc.p("**One cluster holds every client: there is no membership to explain.**")
+    elif not m.explained:
+        doc.p(f"**Membership not explained by these descriptors**: {numbers}. No rule is shown, since a tree no "
+              f"better than chance would only describe noise.")
+    else:
+        top = m.group_importance[m.group_importance["share"] > 0]
+        named = ", ".join(f"{g} ({s:.0%})" for g, s in zip(top["group"], top["share"]))
+        doc.p(f"**Membership explained**: {numbers}. Descriptor groups that carry it (share of out-of-fold "
+              f"permutation importance): {named}.")
+        doc.p(f"Threshold tree (IMM, {len(m.threshold_tree_rules)} leaves, one per cluster; it puts "
+              f"{m.threshold_tree_fidelity:.0%} of the clients in their own cluster):")
+        doc.items(m.threshold_tree_rules)
+        doc.p(f"Surrogate tree ({len(m.tree_rules)} rules; clients and purity per leaf, in sample):")
+        doc.items(m.tree_rules)
+        weights = explain_client(m, LIME_CLIENT, seed=seed)
+        tables["membership_lime_client"] = _frame({"condition": [w[0] for w in weights],
+                                                   "weight": [w[1] for w in weights]})
+        doc.p(f"LIME on the surrogate for client {LIME_CLIENT} (cluster {assignment[LIME_CLIENT]}), "
+              f"strongest conditions first:")
+        doc.items([f"{c}: {w:+.3f}" for c, w in weights])
+        figures["threshold_tree"] = figs.threshold_tree(m.threshold_tree)
+    doc.table(m.group_importance, "Permutation importance per data descriptor group (out of fold)")
+    figures["group_importance"] = figs.group_importance(m)
+    if quality["clusters_used"] >= 2:
+        top_all = m_all.group_importance[m_all.group_importance["share"] > 0]
+        named = ", ".join(f"{g} ({s:.0%})" for g, s in zip(top_all["group"], top_all["share"])) or "none"
+        doc.p(f"With the protocol descriptors added (update norm and global-model loss, T1; per-layer cosine "
+              f"of each client's update to every cluster's mean update, T0): "
+              f"{'explained' if m_all.explained else 'not explained'}, {_numbers(m_all)}; importance shares: "
+              f"{named}. The similarity group measures the clustering's own criterion for update-based methods, "
+              f"so it tells *how* the server could see the clusters rather than *why* the clients differ.")
+
+    # (b) contrast
+    doc.h2("(b) How do the cluster models differ?")
+    contrast = None
+    if importlib.util.find_spec("cflkit.explain.contrast") is None:
+        quality["skipped"]["contrast"] = "cflkit.explain.contrast is not available"
+    elif quality["clusters_used"] < 2:
+        quality["skipped"]["contrast"] = "one cluster: nothing to contrast"
+    elif probes == 0:
+        quality["skipped"]["contrast"] = "--probes 0"
+    else:
+        from .contrast import explain_contrast
+
+        log.info("explain: layer (b) contrast, %d probes", probes)
+        contrast = explain_contrast(state.models, fed, config, probes=probes, seed=seed, progress=progress)
+        quality["contrast"] = _plain(contrast.summary())
+        tables.update({f"contrast_{name}": t for name, t in contrast.tables().items()})
+        doc.table(_frame({"quality number": list(quality["contrast"]),
+                          "value": [str(_fmt(v)) for v in quality["contrast"].values()]}),
+                  f"LIME through every cluster model on {probes} probes")
+        doc.table(_matrix(contrast.agreement), "Prediction agreement between cluster models (share of probes)")
+        doc.table(_matrix(contrast.rank_correlation), "Spearman correlation of the clusters' LIME importance")
+        figures.update(_contrast_figures(contrast))
+    if "contrast" in quality["skipped"]:
+        doc.p(f"Skipped: {quality['skipped']['contrast']}.")
+
+    # (c) divergence
+    doc.h2("(c) Parameter divergence")
+    if importlib.util.find_spec("cflkit.explain.divergence") is None:
+        quality["skipped"]["divergence"] = "cflkit.explain.divergence is not available"
+        doc.p("Skipped: cflkit.explain.divergence is not available.")
+    else:
+        from .divergence import layer_divergence
+
+        from .divergence import cluster_sizes
+
+        div = layer_divergence(state.models, sizes=cluster_sizes(assignment, fed.sizes, k))
+        tables["divergence"] = div
+        quality["divergence"] = _divergence_summary(div)
+        doc.table(_divergence_digest(div), "Cosine distance and L2 per layer, mean over cluster pairs ('between') "
+                                           "and over clusters against the size-weighted global model ('to global'); "
+                                           "every pair in tables/divergence.csv")
+        from . import figures_contrast as fc
+
+        figures["divergence"] = fc.divergence_heatmap(div)
+
+    # (d) agreement with the planted heterogeneity
+    from .agreement import agreement_with_planted, assignment_stability, contingency_table, planted_factors
+
+    doc.h2("(d) Agreement with the planted heterogeneity")
+    factors = planted_factors(fed)
+    if not factors:
+        quality["skipped"]["agreement"] = "the federation has no planted factor or grouping site attribute"
+        doc.p("Skipped: the federation has no planted factor (nor a site attribute that groups the clients).")
+    else:
+        agree = agreement_with_planted(assignment, fed)
+        tables["agreement"] = agree
+        quality["agreement"] = {row["factor"]: {c: float(row[c]) for c in ("ari", "ami", "homogeneity",
+                                                                            "completeness", "v_measure")}
+                                for _, row in agree.iterrows()}
+        doc.table(agree, "Agreement of the final assignment with each factor")
+        for name, values in factors.items():
+            ct = contingency_table(assignment, values)
+            slug = _slug(name)
+            tables[f"contingency_{slug}"] = ct.reset_index()
+            figures[f"contingency_{slug}"] = figs.contingency_heatmap(ct, factor=name)
+    stability = assignment_stability(result.history)
+    if len(stability):
+        tables["stability"] = stability
+        last = stability.iloc[-1]
+        quality["stability"] = {"ari_last_rounds": float(last["ari"]),
+                                "ari_mean": float(stability["ari"].mean()),
+                                "stable_round": int(result.summary.get("stable_round", -1))}
+        doc.p(f"Assignment stability: ARI {last['ari']:.2f} between the last two rounds, mean "
+              f"{stability['ari'].mean():.2f} over consecutive rounds; the partition is final from round "
+              f"{quality['stability']['stable_round']}.")
+        figures["stability"] = figs.stability_over_rounds(stability)
+
+    doc.h2("Quality numbers")
+    flat = _flatten({k: v for k, v in quality.items() if k in ("membership", "membership_with_updates", "contrast",
+                                                               "divergence", "agreement", "stability")})
+    doc.table(_frame({"number": list(flat), "value": [str(_fmt(v)) for v in flat.values()]}), None)
+    quality["seconds"] = round(time.perf_counter() - start, 2)
+    quality["out"] = str(out)
+    _write(out, doc, tables, figures, quality)
+    return quality
+
+
+# -- writing ------------------------------------------------------------------------------
+def _write(out: Path, doc, tables: dict, figures: dict, quality: dict):
+    """Everything into a temporary sibling of ``out``, then renamed into place."""
+    import matplotlib.pyplot as plt
+
+    from ..plots import save
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())
+        for name, t in tables.items():
+            (tmp / "tables").mkdir(exist_ok=True)
+            t.to_csv(tmp / "tables" / f"{name}.csv", index=False)
+        pngs = {}
+        for name, fig in figures.items():
+            save(fig, tmp / "figures" / name)
+            pngs[name] = tmp / "figures" / f"{name}.png"
+            plt.close(fig)
+        doc.figures = {name: f"figures/{name}.png" for name in figures}
+        (tmp / "quality.json").write_text(json.dumps(_plain(quality), indent=2, sort_keys=True) + "\n")
+        (tmp / "report.md").write_text(doc.markdown())
+        (tmp / "report.html").write_text(doc.html({name: p.read_bytes() for name, p in pngs.items()}))
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / "explain")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class _Doc:
+    """A tiny document model rendered twice: markdown and self-contained HTML."""
+
+    def __init__(self):
+        self.blocks = []
+        self.figures = {}
+
+    def h1(self, text):
+        self.blocks.append(("h1", text))
+
+    def h2(self, text):
+        self.blocks.append(("h2", text))
+
+    def p(self, text):
+        self.blocks.append(("p", text))
+
+    def items(self, lines):
+        self.blocks.append(("ul", list(lines)))
+
+    def table(self, frame, caption):
+        self.blocks.append(("table", (frame, caption)))
+
+    def markdown(self) -> str:
+        out = []
+        for kind, x in self.blocks:
+            if kind == "h1":
+                out.append(f"# {x}\n")
+            elif kind == "h2":
+                out.append(f"## {x}\n")
+            elif kind == "p":
+                out.append(f"{x}\n")
+            elif kind == "ul":
+                out.append("\n".join(f"- `{line}`" for line in x) + "\n")
+            else:
+                frame, caption = x
+                out.append((f"*{caption}*\n\n" if caption else "") + _md_table(frame) + "\n")
+        out.append("## Figures\n")
+        out += [f"![{name}]({path})\n" for name, path in self.figures.items()]
+        return "\n".join(out)
+
+    def html(self, pngs: dict) -> str:
+        body = []
+        for kind, x in self.blocks:
+            if kind in ("h1", "h2", "p"):
+                tag = kind
+                body.append(f"<{tag}>{_inline(x)}</{tag}>")
+            elif kind == "ul":
+                body.append("<ul>" + "".join(f"<li><code>{html.escape(line)}</code></li>" for line in x) + "</ul>")
+            else:
+                frame, caption = x
+                cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+                body.append(f"<table>{cap}" + _html_rows(frame) + "</table>")
+        body.append("<h2>Figures</h2>")
+        for name, data in pngs.items():
+            b64 = base64.b64encode(data).decode("ascii")
+            body.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">'
+                        f"<figcaption>{html.escape(name)}</figcaption></figure>")
+        style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}"
+                 "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;"
+                 "font-size:90%}caption{font-style:italic;text-align:left}img{max-width:100%}")
+        return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>cflkit explain</title>"
+                f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _numbers(m) -> str:
+    return (f"fidelity {m.fidelity:.2f} vs {m.baseline_fidelity:.2f} ± {m.baseline_std:.2f} for shuffled clusters "
+            f"(chance {m.chance:.2f}, permutation p = {m.p_value:.3f})")
+
+
+def _inline(text: str) -> str:
+    """Markdown's **bold** and `code` as HTML, the rest escaped."""
+    import re
+
+    s = html.escape(text)
+    s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
+
+
+def _md_table(frame) -> str:
+    cols = [str(c) for c in frame.columns]
+    rows = [[str(_fmt(v)) for v in r] for r in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _html_rows(frame) -> str:
+    head = "<tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns) + "</tr>"
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(_fmt(v)))}</td>" for v in r) + "</tr>"
+                   for r in frame.itertuples(index=False))
+    return head + rows
+
+
+def _fmt(v):
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.3g}"
+    return v
+
+
+def _frame(d):
+    import pandas as pd
+
+    return pd.DataFrame(d)
+
+
+def _matrix(a):
+    import pandas as pd
+
+    a = np.asarray(a)
+    return pd.DataFrame(a, columns=[f"cluster {j}" for j in range(a.shape[1])]).rename_axis("cluster").reset_index()
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif np.isscalar(v) or v is None:
+            out[key] = v
+    return out
+
+
+def _divergence_summary(div) -> dict:
+    """Whole-model (layer "all") cosine distance and L2, mean between clusters and to the global model."""
+    whole = div[div["layer"] == "all"] if (div["layer"] == "all").any() else div
+    to_global = whole["pair"].astype(str).str.endswith("global")
+    out = {}
+    for name, rows in (("between_clusters", whole[~to_global]), ("to_global", whole[to_global])):
+        if len(rows):
+            out[f"cosine_{name}"] = float(rows["cosine_distance"].mean())
+            out[f"l2_{name}"] = float(rows["l2"].mean())
+    return out
+
+
+def _divergence_digest(div):
+    """Per layer: mean cosine distance and L2 between clusters and to the global model."""
+    import pandas as pd
+
+    to_global = div["pair"].astype(str).str.endswith("global")
+    rows = []
+    for layer in dict.fromkeys(div["layer"]):
+        here = div["layer"] == layer
+        row = {"layer": layer}
+        for name, mask in (("between", here & ~to_global), ("to global", here & to_global)):
+            row[f"cosine {name}"] = float(div.loc[mask, "cosine_distance"].mean()) if mask.any() else float("nan")
+            row[f"L2 {name}"] = float(div.loc[mask, "l2"].mean()) if mask.any() else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _contrast_figures(contrast) -> dict:
+    """Layer (b)'s figures (the contrast engineer's :mod:`.figures_contrast`)."""
+    from . import figures_contrast as fc
+
+    return {"contrast_importance": fc.importance_maps(contrast),
+            "contrast_rank_correlation": fc.rank_correlation_heatmap(contrast),
+            "contrast_agreement": fc.agreement_heatmap(contrast),
+            "contrast_faithfulness": fc.faithfulness_curves(contrast)}
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _plain(obj.item())
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -5,7 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv demo test test-fast bench lab clean
+# The article: `make paper` (laptop scale), `make paper EXPERIMENT=experiments/paper-full.yaml`.
+EXPERIMENT ?= experiments/paper.yaml
+WORKERS    ?= 2
+TEX_PACKAGES := latexmk texlive-latex-recommended texlive-fonts-recommended texlive-publishers
+
+.PHONY: venv demo test test-fast bench lab clean figures paper all
 
 venv: $(STAMP)
 
@@ -28,8 +33,23 @@ test-fast: venv  ## skip notebook runs and known-answer training tests
 bench: venv  ## seconds per FedAvg round: cflkit vs per-client loops
 	$(BIN)/python bench/round_time.py --clients 10 50 200
 
+figures: venv  ## run what is not done yet of $(EXPERIMENT) (papermill), then paper/figures, tables, macros.tex
+	$(BIN)/cflkit batch $(EXPERIMENT) --workers $(WORKERS)
+
+paper: figures  ## the figures, then paper/main.pdf with latexmk (needs TeX Live)
+	@command -v latexmk >/dev/null 2>&1 || { \
+	  echo "make paper: the figures and tables are in paper/, but latexmk is not installed, so no PDF."; \
+	  echo "Install LaTeX, then run make paper again (Debian/Ubuntu):"; \
+	  echo "  sudo apt-get install $(TEX_PACKAGES)"; exit 1; } >&2
+	cd paper && latexmk -pdf -silent -interaction=nonstopmode -halt-on-error -outdir=build main.tex
+	cp -p paper/build/main.pdf paper/main.pdf
+	@echo "wrote paper/main.pdf"
+
+all: paper  ## the whole chain: experiment runs -> figures and tables -> paper/main.pdf
+
 lab: venv  ## open the teaching notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf runs/ .pytest_cache/
+	rm -rf runs/ .pytest_cache/ paper/build/ paper/figures/ paper/tables/ paper/macros.tex paper/main.pdf \
+	  paper/.aggregate-stamp

@@ -38,6 +38,8 @@ ROUND_TIME_KEYS = ("clients", "samples", "epochs", "repeats", "ref_repeats", "ma
 SCENARIO_NAMES = {"label_swap": "label swap", "shards": "shards", "rotation+quantity_skew": "rotation + quantity skew",
                   "rotation": "rotation", "dirichlet": "Dirichlet", "feature_skew": "feature skew", "iid": "IID"}
 STAMP = ".aggregate-stamp"
+DATASET_CITATIONS = {"digits": "alpaydin1998digits", "mnist": "lecun1998mnist", "fashion_mnist": "xiao2017fashion",
+                     "heart_disease": "janosi1988heart", "air_quality": "zhang2017beijing"}  # keys of paper/refs.bib
 
 
 # ---------------------------------------------------------------- small pure helpers
@@ -249,6 +251,8 @@ def benchmark(runs, paper: Path, source: str, provenance: list) -> dict:
     by = results.groupby(["method", "scenario"])["accuracy_mean"].mean()
     m = {"BenchRuns": len(results), "BenchMethods": len(methods), "BenchScenarios": len(scenarios),
          "BenchSeeds": seeds, "BenchDatasets": ", ".join(tex_escape(d) for d in datasets),
+         "BenchDatasetsCited": ", ".join(tex_escape(d) + (f"~\\cite{{{DATASET_CITATIONS[d]}}}" if d in DATASET_CITATIONS
+                                                           else "") for d in datasets),
          "BenchClients": _param(runs[0][0], "clients"), "BenchGroups": _param(runs[0][0], "groups"),
          "BenchRounds": _param(runs[0][0], "rounds"), "BenchLocalEpochs": _param(runs[0][0], "local_epochs"),
          "BenchBestMethod": tex_escape(best), "BenchBestARI": f"{mean_ari[best]:.2f}",

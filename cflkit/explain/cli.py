@@ -24,7 +24,8 @@ def main(args) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     q = explain_run(args.run_dir, args.out, probes=args.probes, seed=args.seed, progress=progress)
     m = q["membership"]
-    verdict = "explained" if m["explained"] else "not explained by these descriptors"
+    verdict = ("explained" if m["explained"] else "not explained by these descriptors" if m["testable"]
+               else f"not testable with {q['clients']} clients ({m['n_separating']} descriptors separate the clusters)")
     print(f"membership {verdict}: fidelity {m['fidelity']:.2f} vs shuffled {m['baseline_fidelity']:.2f} "
           f"± {m['baseline_std']:.2f} (p = {m['p_value']:.3f}); top group: {m['top_group'] or '-'}")
     for factor, s in q.get("agreement", {}).items():

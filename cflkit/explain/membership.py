@@ -10,7 +10,10 @@ On the server, from the client descriptors (:mod:`.descriptors`) and the assignm
   fidelity is *clearly* above it: above the shuffled runs' mean + 2 standard
   deviations, at least :data:`MIN_MARGIN` above the shuffled mean, and with permutation
   p-value <= 0.05. Otherwise the report says "membership not explained by these
-  descriptors" rather than print rules of a tree no better than chance;
+  descriptors" rather than print rules of a tree no better than chance. With very few
+  clients (fewer than 1 / 0.05 distinct relabelings, e.g. 4 hospitals) no test can say
+  "explained": the membership is then only *described*, by the descriptors that separate
+  the clusters without overlap (:func:`separating_descriptors`);
 - an IMM threshold tree (:mod:`.trees`) with one leaf per cluster: readable rules;
 - permutation importance per descriptor *group*, out of fold (Breiman 2001; per group
   because single descriptors are redundant — their importances collapse to zero when a
@@ -59,6 +62,8 @@ class Membership:
     surrogate: object = None  # the depth-3 tree fitted on all clients
     threshold_tree: object = None
     shuffled: np.ndarray = field(default=None, repr=False)  # the baseline's accuracies, one per shuffle
+    testable: bool = True  # enough distinct relabelings for the permutation test to reach ALPHA
+    separating: "object" = None  # DataFrame: descriptors whose clusters do not overlap (descriptive)
 
     def summary(self) -> dict:
         """Flat scalar quality numbers (report, paper macros)."""
@@ -71,6 +76,8 @@ class Membership:
                 "threshold_tree_fidelity": float(self.threshold_tree_fidelity),
                 "top_group": str(top["group"]) if top is not None else "",
                 "top_group_share": float(top["share"]) if top is not None else 0.0,
+                "testable": bool(self.testable),
+                "n_separating": int(len(self.separating)) if self.separating is not None else 0,
                 "n_clients": int(len(self.descriptors)), "n_descriptors": int(self.descriptors.shape[1]),
                 "n_clusters": int(len(np.unique(self.assignment)))}
 
@@ -86,7 +93,8 @@ class Membership:
                                        "rule": list(self.tree_rules) + list(self.threshold_tree_rules)}),
                 "descriptor_groups": pd.DataFrame({"descriptor": list(self.groups),
                                                    "group": list(self.groups.values()),
-                                                   "tier": [TIERS[g] for g in self.groups.values()]})}
+                                                   "tier": [TIERS[g] for g in self.groups.values()]}),
+                "separating": self.separating if self.separating is not None else pd.DataFrame()}
 
 
 def explain_membership(federation, assignment, *, models=None, config=None, seed: int = 0,
@@ -121,7 +129,8 @@ def explain_descriptors(table, groups: dict, assignment, *, seed: int = 0) -> Me
         log.info("membership: nothing to explain (%s)", why)
         gi = pd.DataFrame({"group": sorted(set(groups.values())), "importance": 0.0, "share": 0.0})
         return Membership(table, groups, [], [], 1.0 if why == "one cluster" else chance, chance, False,
-                          _with_tiers(gi, groups), chance=chance, assignment=y)
+                          _with_tiers(gi, groups), chance=chance, assignment=y, testable=False,
+                          separating=separating_descriptors(table, groups, y))
 
     folds = fold_plan(y, seed)
     fidelity = oof_accuracy(X, y, folds, seed)
@@ -130,7 +139,8 @@ def explain_descriptors(table, groups: dict, assignment, *, seed: int = 0) -> Me
                          for yp in (rng.permutation(y) for _ in range(N_SHUFFLES))])
     base, spread = float(shuffled.mean()), float(shuffled.std())
     p_value = float((1 + (shuffled >= fidelity).sum()) / (1 + len(shuffled)))
-    explained = bool(is_explained(fidelity, shuffled))
+    testable = n_relabelings(y) * ALPHA >= 1
+    explained = bool(testable and is_explained(fidelity, shuffled))
 
     gi = group_importance(X, y, names, groups, folds, seed)
     surrogate = DecisionTreeClassifier(max_depth=MAX_DEPTH, random_state=seed).fit(X, y)
@@ -139,7 +149,8 @@ def explain_descriptors(table, groups: dict, assignment, *, seed: int = 0) -> Me
     return Membership(table, groups, tree_rules, imm.rules(), float(fidelity), base, explained,
                       _with_tiers(gi, groups), baseline_std=spread, p_value=p_value, chance=chance,
                       threshold_tree_fidelity=float((imm.predict(X) == y).mean()), assignment=y,
-                      surrogate=surrogate, threshold_tree=imm, shuffled=shuffled)
+                      surrogate=surrogate, threshold_tree=imm, shuffled=shuffled, testable=bool(testable),
+                      separating=separating_descriptors(table, groups, y))
 
 
 def is_explained(fidelity: float, shuffled) -> bool:
@@ -148,6 +159,62 @@ def is_explained(fidelity: float, shuffled) -> bool:
     base, spread = shuffled.mean(), shuffled.std()
     p_value = (1 + (shuffled >= fidelity).sum()) / (1 + len(shuffled))
     return bool(fidelity > base + 2 * spread and fidelity >= base + MIN_MARGIN and p_value <= ALPHA)
+
+
+def n_relabelings(y) -> int:
+    """Distinct assignments a shuffle of ``y`` can give (multinomial n! / prod n_k!). Below
+    1 / ALPHA no permutation test can reach ALPHA: 4 clients in 2 + 2 give only 6."""
+    from math import factorial, prod
+
+    counts = np.bincount(np.asarray(y))
+    return factorial(len(y)) // prod(factorial(int(c)) for c in counts)
+
+
+def separating_descriptors(table, groups: dict, y):
+    """Descriptors on which the clusters do not overlap: every cluster's clients fill an
+    interval that contains no client of another cluster. Descriptive, in sample: with few
+    clients many descriptors separate by chance; the permutation test is what says
+    "explained". Columns: ``margin`` — the smallest gap between neighbouring clusters'
+    intervals over the descriptor's range across clients; ``effect`` — the largest
+    difference between cluster means in units of the spread *within* a client (Cohen's d:
+    the mean of ``f_std`` for ``f_mean``, sqrt(p(1-p)) for a share p; NaN where no such
+    spread exists), so that 132 vs 134 mmHg does not rank above 0 % vs 63 % missing
+    cholesterol. Sorted by effect (NaN last), then margin."""
+    import pandas as pd
+
+    y = np.asarray(y)
+    ks = np.unique(y)
+    rows = []
+    for name in table.columns:
+        v = table[name].to_numpy(dtype=float)
+        spread = np.ptp(v)
+        if spread <= 0:
+            continue
+        lo = np.array([v[y == k].min() for k in ks])
+        hi = np.array([v[y == k].max() for k in ks])
+        order = np.argsort(lo)
+        gaps = lo[order][1:] - hi[order][:-1]
+        if len(gaps) and gaps.min() > 0:
+            means = np.array([v[y == k].mean() for k in ks])
+            rows.append({"descriptor": name, "group": groups.get(name, ""), "margin": float(gaps.min() / spread),
+                         "effect": _effect(table, name, np.ptp(means)),
+                         "cluster_means": ", ".join(f"{k}: {m:.3g}" for k, m in zip(ks, means))})
+    out = pd.DataFrame(rows, columns=["descriptor", "group", "margin", "effect", "cluster_means"])
+    out["_key"] = out["effect"].fillna(-1.0)
+    out = out.sort_values(["_key", "margin"], ascending=False, kind="stable").drop(columns="_key")
+    return out.reset_index(drop=True)
+
+
+def _effect(table, name: str, difference: float) -> float:
+    """``difference`` in units of the within-client spread of descriptor ``name`` (NaN if unknown)."""
+    if name.endswith("_mean") and name[:-5] + "_std" in table.columns:
+        sd = float(np.sqrt(np.mean(table[name[:-5] + "_std"].to_numpy(dtype=float) ** 2)))
+    elif name.endswith("_share"):
+        p = float(table[name].mean())
+        sd = float(np.sqrt(p * (1 - p)))
+    else:
+        return float("nan")
+    return float(difference / sd) if sd > 0 else float("nan")
 
 
 # -- cross-validation ---------------------------------------------------------------------

@@ -21,6 +21,7 @@ import numpy as np
 log = logging.getLogger("cflkit.explain")
 
 LIME_CLIENT = 0  # the client whose membership LIME explains in the report
+SEPARATING_SHOWN = 8  # separating descriptors listed when membership cannot be tested
 PROTOCOL_GROUPS = ("update", "similarity")  # from the models, not the data: reported apart
 
 
@@ -67,7 +68,7 @@ def explain_run(run_dir, out=None, *, probes: int = 20, seed: int = 0, progress:
     # (a) membership
     from . import figures_membership as figs
     from .descriptors import client_descriptors
-    from .membership import explain_client, explain_descriptors
+    from .membership import explain_client, explain_descriptors, n_relabelings
 
     log.info("explain: layer (a) membership")
     table, groups = client_descriptors(fed, models=state.models, assignment=assignment, config=config, seed=seed)
@@ -76,7 +77,7 @@ def explain_run(run_dir, out=None, *, probes: int = 20, seed: int = 0, progress:
     m_all = explain_descriptors(table, groups, assignment, seed=seed)
     quality["membership"] = m.summary()
     quality["membership_with_updates"] = m_all.summary()
-    tables.update({f"membership_{name}": t for name, t in m.tables().items()})
+    tables.update({f"membership_{name}": t for name, t in m.tables().items() if len(t.columns)})
     tables["membership_with_updates_group_importance"] = m_all.group_importance
     tables["membership_with_updates_rules"] = m_all.tables()["rules"]
     tables["membership_descriptors"] = m_all.tables()["descriptors"]
@@ -91,6 +92,18 @@ def explain_run(run_dir, out=None, *, probes: int = 20, seed: int = 0, progress:
     numbers = _numbers(m)
     if quality["clusters_used"] < 2:
         doc.p("**One cluster holds every client: there is no membership to explain.**")
+    elif not m.testable:
+        doc.p(f"**Too few clients to test whether these descriptors explain membership** "
+              f"({fed.n_clients} clients: a shuffle of the assignment gives only {n_relabelings(assignment)} "
+              f"distinct relabelings, so no permutation test can reach p <= 0.05; {numbers}). The membership "
+              f"is described, not shown to be explained: in sample, {len(m.separating)} of "
+              f"{m.descriptors.shape[1]} descriptors separate the clusters without overlap; the largest effects "
+              f"(difference of cluster means in within-client standard deviations; mean per cluster):")
+        doc.items([f"{r.descriptor} ({r.group}): effect {r.effect:.2f}, margin {r.margin:.2f}; {r.cluster_means}"
+                   for r in m.separating.head(SEPARATING_SHOWN).itertuples()])
+        doc.p(f"Threshold tree (IMM, {len(m.threshold_tree_rules)} leaves, in sample, descriptive):")
+        doc.items(m.threshold_tree_rules)
+        figures["threshold_tree"] = figs.threshold_tree(m.threshold_tree)
     elif not m.explained:
         doc.p(f"**Membership not explained by these descriptors**: {numbers}. No rule is shown, since a tree no "
               f"better than chance would only describe noise.")

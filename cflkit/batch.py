@@ -43,6 +43,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -299,6 +300,13 @@ def execute(spec: dict) -> dict:
     status = {"status": "failed", "entry": spec["entry"], "label": spec["label"], "key": spec["key"],
               "notebook": spec["notebook"], "seed": _seed(params), "versions": spec["versions"],
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "error": ""}
+    saved_stderr = None
+    if spec.get("stderr_to_log"):  # the kernel inherits fd 2: its warnings go to the run's log
+        sys.stderr.flush()
+        saved_stderr = os.dup(2)
+        log_fd = os.open(tmp / "run.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
     handler = logging.FileHandler(tmp / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     pm_log = logging.getLogger("papermill")
@@ -321,6 +329,10 @@ def execute(spec: dict) -> dict:
     finally:
         pm_log.removeHandler(handler)
         handler.close()
+        if saved_stderr is not None:
+            sys.stderr.flush()
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
     status["wall_seconds"] = round(time.perf_counter() - start, 2)
     status["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_text_atomic(tmp / "status.json", json.dumps(status, indent=2) + "\n")
@@ -396,7 +408,9 @@ def run_batch(experiment: Experiment, workers: int = 1, only: str | None = None,
         specs = [{"entry": r.entry, "label": r.label, "key": r.key, "notebook": str(r.notebook.resolve()),
                   "parameters": r.parameters, "figures": list(r.figures), "tables": list(r.tables),
                   "timeout": r.timeout, "versions": ver,
-                  "tmp": str((exp_dir / ".tmp" / r.dirname).resolve()),
+                  # a name of its own: a kernel orphaned by a killed batch (it exits within a
+                  # second, ipykernel's parent poller) can never write into a later attempt
+                  "tmp": str((exp_dir / ".tmp" / f"{r.dirname}.{uuid.uuid4().hex[:8]}").resolve()),
                   "final": str((exp_dir / r.dirname).resolve()),
                   "failed": str((exp_dir / "failed" / r.dirname).resolve())} for r in todo]
         log.info("%d of %d runs to do (%d done)", len(todo), len(chosen), len(chosen) - len(todo))
@@ -419,18 +433,14 @@ def run_batch(experiment: Experiment, workers: int = 1, only: str | None = None,
 
 
 def _execute_all(specs: list[dict], workers: int):
-    """Yield each run's status as it finishes: in this process for one worker, else in a
-    pool of spawned worker processes."""
-    if workers == 1 or len(specs) == 1:
-        for spec in specs:
-            yield execute(spec)
-        return
+    """Yield each run's status as it finishes, from a pool of spawned worker processes
+    (even for one worker: its stderr, and so its kernels', goes to the run's log)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=min(workers, len(specs)),
                              mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(execute, spec): spec for spec in specs}
+        futures = {pool.submit(execute, {**spec, "stderr_to_log": True}): spec for spec in specs}
         for future in as_completed(futures):
             spec = futures[future]
             try:
@@ -512,6 +522,7 @@ def main(args) -> int:
             from .paper import aggregate
 
             written = aggregate(experiment, root=args.runs)
-            print(f"paper: wrote {len(written)} files into {experiment.paper.get('dir', 'paper')}/ "
-                  f"(figures/, tables/, macros.tex)")
+            where = experiment.paper.get("dir", "paper")
+            print(f"paper: wrote {len(written)} files into {where}/ (figures/, tables/, macros.tex)" if written
+                  else f"paper: {where}/ is up to date")
     return 1 if failed else 0

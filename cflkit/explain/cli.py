@@ -27,7 +27,8 @@ def main(args) -> int:
     verdict = ("explained" if m["explained"] else "not explained by these descriptors" if m["testable"]
                else f"not testable with {q['clients']} clients ({m['n_separating']} descriptors separate the clusters)")
     print(f"membership {verdict}: fidelity {m['fidelity']:.2f} vs shuffled {m['baseline_fidelity']:.2f} "
-          f"± {m['baseline_std']:.2f} (p = {m['p_value']:.3f}); top group: {m['top_group'] or '-'}")
+          f"± {m['baseline_std']:.2f} (p = {m['p_value']:.3f})"
+          + (f"; top group: {m['top_group']} ({m['top_group_share']:.0%})" if m["explained"] else ""))
     for factor, s in q.get("agreement", {}).items():
         print(f"agreement with {factor}: ARI {s['ari']:.2f}, AMI {s['ami']:.2f}, V-measure {s['v_measure']:.2f}")
     for layer, why in q["skipped"].items():

@@ -77,7 +77,8 @@ def group_importance(membership, width: float = COLUMN, title: str | None = None
         a.set_xticks([0, 1], ["found", "shuffled"], fontsize=6.5)
         a.set_ylim(0, 1)
         a.set_ylabel("out-of-fold fidelity")
-        verdict = "explained" if membership.explained else "not explained"
+        verdict = ("explained" if membership.explained else "not explained"
+                   if getattr(membership, "testable", True) else "too few clients to test")
         a.set_title(verdict, fontsize=7)
         y = np.arange(len(gi))[::-1]
         b.barh(y, gi["importance"], color=[("#0072B2" if s > 0 else "0.7") for s in gi["share"]], height=0.6)

@@ -68,7 +68,8 @@ class Membership:
     def summary(self) -> dict:
         """Flat scalar quality numbers (report, paper macros)."""
         gi = self.group_importance
-        top = gi.iloc[0] if len(gi) else None
+        # a top group only for an explained membership: otherwise its share describes noise
+        top = gi.iloc[0] if self.explained and len(gi) and gi["share"].iloc[0] > 0 else None
         return {"fidelity": float(self.fidelity), "baseline_fidelity": float(self.baseline_fidelity),
                 "baseline_std": float(self.baseline_std), "p_value": float(self.p_value),
                 "chance": float(self.chance), "explained": bool(self.explained),

@@ -171,16 +171,12 @@ def test_label_swap_is_not_explained_by_client_summaries():
     assert m.fidelity <= m.baseline_fidelity + 2 * m.baseline_std
 
 
-def _heart():
-    if not (OFFLINE / "heart_disease_uci").is_dir() and not os.environ.get("CFLKIT_OFFLINE_DIRS"):
-        pytest.skip("no offline copy of heart_disease_uci")
-    return federation_from(Config(dataset="heart_disease", scenario="natural"))
-
-
 def test_heart_descriptors_use_raw_values_and_name_missing_cholesterol(monkeypatch):
     if not os.environ.get("CFLKIT_OFFLINE_DIRS"):
+        if not (OFFLINE / "heart_disease_uci").is_dir():
+            pytest.skip("no offline copy of heart_disease_uci (set CFLKIT_OFFLINE_DIRS)")
         monkeypatch.setenv("CFLKIT_OFFLINE_DIRS", str(OFFLINE))
-    fed = _heart()
+    fed = federation_from(Config(dataset="heart_disease", scenario="natural"))
     table, groups = client_descriptors(fed)
     sites = fed.client_meta["site"]
     swiss, cleveland = sites.index("Switzerland"), sites.index("Cleveland")

@@ -70,9 +70,9 @@ def group_importance(membership, width: float = COLUMN, title: str | None = None
     fig, (a, b) = subplots(1, 2, width=width, height=1.2 + 0.16 * max(len(gi), 3),
                            gridspec_kw={"width_ratios": [1.3, 2]})
     with _style():
-        a.bar([0, 1], [membership.fidelity, membership.baseline_fidelity],
-              yerr=[0, membership.baseline_std], color=["#0072B2", "0.7"], capsize=2, width=0.6,
-              error_kw=dict(lw=0.6))
+        a.bar([0, 1], [membership.fidelity, membership.baseline_fidelity], color=["#0072B2", "0.7"], width=0.6)
+        a.errorbar([1], [membership.baseline_fidelity], yerr=[membership.baseline_std], color="black", capsize=2,
+                   lw=0.6)
         a.axhline(membership.chance, ls=":", lw=0.8, color="0.3")
         a.set_xticks([0, 1], ["found", "shuffled"], fontsize=6.5)
         a.set_ylim(0, 1)
@@ -84,7 +84,7 @@ def group_importance(membership, width: float = COLUMN, title: str | None = None
         b.barh(y, gi["importance"], color=[("#0072B2" if s > 0 else "0.7") for s in gi["share"]], height=0.6)
         b.axvline(0, lw=0.6, color="0.3")
         b.set_yticks(y, [f"{g} ({t})" for g, t in zip(gi["group"], gi.get("tier", [""] * len(gi)))])
-        b.set_xlabel("accuracy drop when shuffled")
+        b.set_xlabel("accuracy drop (shuffled group)", fontsize=7)
         for yi, (imp, s) in zip(y, zip(gi["importance"], gi["share"])):
             if s > 0:
                 b.text(imp, yi, f" {s:.0%}", va="center", fontsize=6)

@@ -45,9 +45,11 @@ TINY = {
                                      local_epochs=1, restarts=1, sattler_warmup=1, workers=1),
     "10_environmental_air_quality": dict(methods=["fedavg", "oracle", "flhc"], seeds=[0], rounds=2, local_epochs=1,
                                          restarts=1, sattler_warmup=1, workers=1),
+    "11_explaining_clusters": dict(clients=8, groups=2, rounds=2, local_epochs=1, probes=3, num_samples=50,
+                                   explainer_seeds=2, scenarios=["rotation", "label_swap"]),
 }
 # Notebooks on the real datasets: their files come from the offline copies (data/README.md).
-REAL_DATA = ("09_medical_heart_disease", "10_environmental_air_quality")
+REAL_DATA = ("09_medical_heart_disease", "10_environmental_air_quality", "11_explaining_clusters")
 OFFLINE_DIRS = ROOT.parent / "shared" / "data"
 
 # What each notebook writes into out_dir: figures (as .pdf and .png) and tables.
@@ -72,6 +74,12 @@ FIGURES = {
     "09_medical_heart_disease": ["hospital_features", "accuracy", "co_clustering", "per_hospital", "sattler_criteria"],
     "10_environmental_air_quality": ["stations_pm25", "ari_vs_area", "assignments", "per_station", "worst_stations",
                                      "sattler_criteria"],
+    "11_explaining_clusters": [f"{kind}_{s}" for s in TINY["11_explaining_clusters"]["scenarios"]
+                               for kind in ("group_importance", "threshold_tree", "contingency", "importance",
+                                            "class_maps", "rank_correlation", "agreement", "faithfulness",
+                                            "divergence")]
+                              + ["aligned_correlation_rotation", "heart_group_importance", "heart_importance",
+                                 "heart_divergence"],
 }
 TABLES = {
     "00_setup_and_scenarios": ["scenarios.csv"],
@@ -87,6 +95,8 @@ TABLES = {
                                  "per_hospital.csv"],
     "10_environmental_air_quality": ["stations.csv", "results.csv", "per_client.csv", "ari.csv", "per_station.csv",
                                      "worst_stations.csv"],
+    "11_explaining_clusters": ["membership.csv", "agreement.csv", "contrast.csv", "divergence.csv",
+                               "heart_top_features.csv", "heart_contrast.csv"],
 }
 
 
@@ -262,6 +272,25 @@ def _check_results(stem: str, out: Path, executed):
         assert (per_station.mean() - mean_rmse.loc[per_station.columns]).abs().max() < 1e-6, "per_station is x100"
         worst = pd.read_csv(out / "worst_stations.csv", index_col=0)
         assert list(worst.index) == tiny["methods"]
+    elif stem.startswith("11"):
+        contrast = pd.read_csv(out / "contrast.csv", index_col=0)
+        assert list(contrast.index) == tiny["scenarios"] and (contrast["contrast_probes"] == tiny["probes"]).all()
+        assert contrast["rank_correlation_mean"].between(-1, 1).all() and contrast["agreement_mean"].between(0, 1).all()
+        assert contrast["topk_stability_mean"].between(0, 1).all(), "two LIME seeds: top-k Jaccard is defined"
+        assert contrast.loc["rotation", "aligned_class_correlation_mean"] >= -1, "rotation: maps rotated back"
+        agreement = pd.read_csv(out / "agreement.csv")
+        assert set(agreement["scenario"]) == set(tiny["scenarios"])
+        assert (agreement.loc[agreement.factor == "planted", "ari"] == 1.0).all(), "the oracle finds the planted groups"
+        membership = pd.read_csv(out / "membership.csv", index_col=0)
+        assert membership["fidelity"].between(0, 1).all() and membership["baseline_fidelity"].between(0, 1).all()
+        divergence = pd.read_csv(out / "divergence.csv")
+        assert set(divergence["pair"]) == {"0-1", "0-global", "1-global"}, "two groups: one pair, two to the global"
+        assert (divergence[["cosine_distance", "l2"]] >= 0).all().all()
+        assert divergence["layer"].iloc[0] == "0:Dense/kernel" and "all" in set(divergence["layer"])
+        top = pd.read_csv(out / "heart_top_features.csv", index_col=0)
+        assert list(top.columns) == ["cluster 0", "cluster 1"] and len(top) == 5
+        assert not top.stack().str.match(r"x\d+$").any(), "heart-disease features are named, not x0, x1, ..."
+        assert (out / "heart_report" / "report.md").exists() and (out / "heart_report" / "quality.json").exists()
     assert not re.search(r"Traceback|Error:", _text(executed)), "a cell printed an error"
     # interactive=True: the widgets' outputs live in the notebook's widget state.
     widgets = json.dumps(executed.metadata.get("widgets", {}))

@@ -11,7 +11,7 @@ import numpy as np
 from ..plots import COLUMN, TEXT, _cluster_color, _done, _figure, _style
 
 __all__ = ["importance_maps", "cluster_heatmap", "rank_correlation_heatmap", "agreement_heatmap",
-           "faithfulness_curves", "divergence_heatmap"]
+           "faithfulness_curves", "divergence_heatmap", "cluster_pair"]
 
 
 def _annotate(ax, im, M, fmt, fontsize=7):
@@ -179,4 +179,46 @@ def divergence_heatmap(table, metric: str = "cosine_distance", title: str | None
         fig.colorbar(im, ax=ax, label=metric.replace("_", " "), shrink=0.9)
         if title:
             ax.set_title(title)
+    return _done(fig, path)
+
+
+def cluster_pair(contrast, k: int, l: int, width: float = COLUMN, path=None):
+    """Two clusters side by side, titled with their rank correlation and prediction agreement.
+
+    Images: cluster k's and cluster l's importance maps and their difference (k - l).
+    Tabular data: the importance of the features that are in either cluster's top-k.
+    """
+    K = contrast.n_clusters
+    for name, c in (("k", k), ("l", l)):
+        if not 0 <= int(c) < K:
+            raise ValueError(f"{name} must be a cluster in 0..{K - 1}, got {c}")
+    caption = (f"clusters {k} and {l}: Spearman ρ {contrast.rank_correlation[k, l]:.2f}, "
+               f"agreement {contrast.agreement[k, l]:.2f}")
+    with _style():
+        if contrast.image_shape:
+            maps = contrast.maps()
+            maps = maps.reshape(K, *contrast.image_shape, -1).mean(axis=-1) if maps.ndim > 3 else maps
+            fig, axes = _figure(width, width / 3.2 + 0.5, ncols=3)
+            vmax = float(max(maps[k].max(), maps[l].max())) or 1.0
+            diff = maps[k] - maps[l]
+            lim = float(np.abs(diff).max()) or 1.0
+            for ax, m, title, kw in ((axes[0], maps[k], f"cluster {k}", dict(cmap="viridis", vmin=0, vmax=vmax)),
+                                     (axes[1], maps[l], f"cluster {l}", dict(cmap="viridis", vmin=0, vmax=vmax)),
+                                     (axes[2], diff, f"{k} − {l}", dict(cmap="RdBu_r", vmin=-lim, vmax=lim))):
+                ax.imshow(m, interpolation="nearest", **kw)
+                ax.set_title(title, fontsize=7)
+                ax.set_xticks([])
+                ax.set_yticks([])
+        else:
+            shown = list(dict.fromkeys([*contrast.top_features[k], *contrast.top_features[l]]))
+            idx = [list(contrast.feature_names).index(f) for f in shown]
+            fig, ax = _figure(width, 0.7 + 0.16 * len(shown))
+            y = np.arange(len(shown))[::-1]
+            ax.barh(y + 0.2, contrast.importance[k, idx], height=0.4, color=_cluster_color(k), label=f"cluster {k}")
+            ax.barh(y - 0.2, contrast.importance[l, idx], height=0.4, color=_cluster_color(l), label=f"cluster {l}")
+            ax.set_yticks(y)
+            ax.set_yticklabels(shown, fontsize=6)
+            ax.set_xlabel("mean |LIME weight|")
+            ax.legend(loc="lower right", fontsize=6)
+        fig.suptitle(caption, fontsize=7)
     return _done(fig, path)

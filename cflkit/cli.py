@@ -20,6 +20,7 @@ FAILURE = 1
 EXTENSIONS = {
     "batch": "cflkit.batch",
     "explain": "cflkit.explain.cli",
+    "flower": "cflkit.flower.cli",
 }
 
 

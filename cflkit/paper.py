@@ -198,8 +198,9 @@ def benchmark(runs, paper: Path, source: str, provenance: list) -> dict:
             t["dataset"] = dataset
             into.append(t)
     results, per_round = pd.concat(tables, ignore_index=True), pd.concat(rounds, ignore_index=True)
-    if results["error"].fillna("").astype(str).ne("").any():
-        raise ValueError(f"benchmark: cells failed inside the notebook: {results['error'].dropna().tolist()[:3]}")
+    errors = results["error"].dropna().astype(str)
+    if (errors != "").any():
+        raise ValueError(f"benchmark: cells failed inside the notebook: {errors[errors != ''].tolist()[:3]}")
     methods = list(dict.fromkeys(results["method"]))
     scenarios = list(dict.fromkeys(results["scenario"]))
     datasets = list(dict.fromkeys(results["dataset"]))

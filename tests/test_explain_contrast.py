@@ -144,6 +144,32 @@ def test_tabular_contrast_names_features():
     assert np.isnan(c.summary()["topk_stability_mean"]), "one explainer seed: stability is undefined, not 1"
     with pytest.raises(ValueError, match="maps\\(\\) needs image data"):
         c.maps()
+    from cflkit.explain import figures_contrast as F
+
+    F.importance_maps(c)
+    F.cluster_pair(c, 0, 1)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_regression_contrast():
+    """Regression models: LIME in regression mode, agreement = 1 - normalised mean |difference|."""
+    import cflkit
+    from cflkit.datasets import Dataset
+    from cflkit.scenarios import make_federation
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 4)).astype(np.float32)
+    y = (2 * x[:, 0] - x[:, 1]).astype(np.float32)
+    fed = make_federation(Dataset("linear", x, y, "tabular", task="regression"), "rotation", clients=4, groups=2)
+    config = Config(scenario="rotation", clients=4, groups=2, method="oracle", rounds=3, local_epochs=2,
+                    learning_rate=0.01)
+    result = cflkit.run(config, federation=fed)
+    c = explain_contrast(result.state.models, fed, config, probes=3, num_samples=50, top_k=2)
+    assert c.task == "regression" and c.class_importance.shape == (2, 1, 4) and c.feature_names == ["x0", "x1", "x2", "x3"]
+    assert ((c.agreement >= 0) & (c.agreement <= 1)).all() and np.allclose(np.diag(c.agreement), 1.0)
+    assert c.agreement[0, 1] < 1.0, "two models trained on differently permuted features do not predict alike"
 
 
 def test_bad_input(swap_run):
@@ -170,13 +196,16 @@ def test_figures_are_written(swap_run, swap_contrast, tmp_path):
     F.agreement_heatmap(swap_contrast, path=tmp_path / "agree")
     F.faithfulness_curves(swap_contrast, path=tmp_path / "faith")
     F.divergence_heatmap(layer_divergence(swap_run[1].state.models), path=tmp_path / "div")
+    F.cluster_pair(swap_contrast, 0, 1, path=tmp_path / "pair")
     plt.close("all")
-    for name in ("maps", "maps_class", "corr", "agree", "faith", "div"):
+    for name in ("maps", "maps_class", "corr", "agree", "faith", "div", "pair"):
         assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
         assert (tmp_path / f"{name}.png").exists()
     assert not list(tmp_path.glob(".*")), "temporary files left behind"
     with pytest.raises(ValueError, match="unknown metric 'cos'"):
         F.divergence_heatmap(layer_divergence(swap_run[1].state.models), metric="cos")
+    with pytest.raises(ValueError, match="l must be a cluster in 0..1, got 2"):
+        F.cluster_pair(swap_contrast, 0, 2)
 
 
 # -- known answers on digits, 40 clients, 4 planted groups, oracle clusters ---------------------

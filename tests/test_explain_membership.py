@@ -74,6 +74,25 @@ def test_update_descriptors_need_models_assignment_and_config(rotation):
         client_descriptors(rotation, models=[np.zeros((4, 3))])
 
 
+def test_update_and_similarity_descriptors_from_a_short_run():
+    fed = digits("rotation", clients=8)
+    config = Config(dataset="digits", scenario="rotation", clients=8, groups=4, method="oracle", rounds=1,
+                    local_epochs=1, seed=0)
+    from cflkit.experiment import run
+
+    state = run(config, federation=fed).state
+    table, groups = client_descriptors(fed, models=state.models, assignment=state.assignment, config=config)
+    assert {"update", "similarity"} <= set(groups.values()) and TIERS["similarity"] == "T0"
+    assert (table["update_norm"] > 0).all() and (table["global_loss"] > 0).all()
+    sims = [c for c in table.columns if groups[c] == "similarity"]
+    assert len(sims) == 6 * 4  # 6 weight arrays of the MLP x 4 clusters
+    assert (table[sims].abs() <= 1 + 1e-9).all().all()
+    m = explain_membership(fed, state.assignment, descriptors=(table, groups), include_groups=("label", "spatial"))
+    assert set(m.groups.values()) <= {"label", "spatial"}
+    with pytest.raises(ValueError, match="unknown descriptor group"):
+        explain_membership(fed, state.assignment, descriptors=(table, groups), include_groups=("labels",))
+
+
 # -- IMM threshold tree --------------------------------------------------------------------------
 def test_threshold_tree_has_k_leaves_and_its_rules_partition_the_clients():
     rng = np.random.default_rng(0)

@@ -40,6 +40,7 @@ N_SHUFFLES = 50  # label permutations of the baseline (smallest p-value 1/51)
 N_PERMUTATIONS = 5  # shuffles of each descriptor group per held-out fold
 MIN_MARGIN = 0.1  # fidelity must beat the shuffled mean by at least this much accuracy
 ALPHA = 0.05  # permutation-test level
+DATA_GROUPS = ("label", "moments", "missing", "spatial", "intensity")  # from the client's data (T1)
 
 
 @dataclass
@@ -99,11 +100,14 @@ class Membership:
 
 
 def explain_membership(federation, assignment, *, models=None, config=None, seed: int = 0,
-                       descriptors=None) -> Membership:
+                       descriptors=None, include_groups=None) -> Membership:
     """Explain ``assignment`` (one cluster per client) by the clients' descriptors.
 
     ``models`` and ``config`` add the update descriptors (see :func:`client_descriptors`);
     ``descriptors`` may pass a ready ``(DataFrame, groups)`` pair instead.
+    ``include_groups`` keeps only those descriptor groups, e.g. :data:`DATA_GROUPS` to ask
+    what about the clients' *data* separates them, leaving out the update similarity that
+    an update-based clustering is built on.
     """
     assignment = np.asarray(assignment).astype(int)
     if assignment.shape != (federation.n_clients,):
@@ -112,6 +116,12 @@ def explain_membership(federation, assignment, *, models=None, config=None, seed
     if descriptors is None:
         descriptors = client_descriptors(federation, models=models, assignment=assignment, config=config, seed=seed)
     table, groups = descriptors
+    if include_groups is not None:
+        unknown = sorted(set(include_groups) - set(TIERS))
+        if unknown:
+            raise ValueError(f"unknown descriptor group(s) {unknown}; choose from: {', '.join(TIERS)}")
+        keep = [c for c in table.columns if groups[c] in set(include_groups)]
+        table, groups = table[keep], {c: groups[c] for c in keep}
     return explain_descriptors(table, groups, assignment, seed=seed)
 
 

@@ -22,7 +22,6 @@ log = logging.getLogger("cflkit.explain")
 
 LIME_CLIENT = 0  # the client whose membership LIME explains in the report
 SEPARATING_SHOWN = 8  # separating descriptors listed when membership cannot be tested
-PROTOCOL_GROUPS = ("update", "similarity")  # from the models, not the data: reported apart
 
 
 def load_explainable_run(run_dir):
@@ -68,11 +67,11 @@ def explain_run(run_dir, out=None, *, probes: int = 20, seed: int = 0, progress:
     # (a) membership
     from . import figures_membership as figs
     from .descriptors import client_descriptors
-    from .membership import explain_client, explain_descriptors, n_relabelings
+    from .membership import DATA_GROUPS, explain_client, explain_descriptors, n_relabelings
 
     log.info("explain: layer (a) membership")
     table, groups = client_descriptors(fed, models=state.models, assignment=assignment, config=config, seed=seed)
-    data_cols = [c for c in table.columns if groups[c] not in PROTOCOL_GROUPS]
+    data_cols = [c for c in table.columns if groups[c] in DATA_GROUPS]
     m = explain_descriptors(table[data_cols], {c: groups[c] for c in data_cols}, assignment, seed=seed)
     m_all = explain_descriptors(table, groups, assignment, seed=seed)
     quality["membership"] = m.summary()

@@ -153,6 +153,26 @@ def test_tabular_contrast_names_features():
     plt.close("all")
 
 
+def test_28x28_images_use_a_4_pixel_grid():
+    import cflkit
+    from cflkit.datasets import Dataset
+    from cflkit.scenarios import make_federation
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 40)
+    x = np.zeros((120, 28, 28, 1), dtype=np.float32)
+    for i, label in enumerate(y):  # a bar whose row says the class
+        x[i, 6 + 7 * label: 9 + 7 * label, 4:24, 0] = 1.0
+    x += rng.uniform(0, 0.1, size=x.shape).astype(np.float32)
+    fed = make_federation(Dataset("bars", x, y, "image", n_classes=3), "label_swap", clients=4, groups=2)
+    config = Config(scenario="label_swap", clients=4, groups=2, method="oracle", rounds=2, local_epochs=1, hidden=(16,))
+    result = cflkit.run(config, federation=fed)
+    c = explain_contrast(result.state.models, fed, config, probes=2, num_samples=40, explainer_seeds=1)
+    assert c.importance.shape == (2, 784) and c.maps().shape == (2, 28, 28)
+    assert len(c.segment_names) == 49 and c.segment_names[0] == "rows 0-3, cols 0-3"
+    assert c.segments.max() == 48 and np.all(np.bincount(c.segments.ravel()) == 16)
+
+
 def test_regression_contrast():
     """Regression models: LIME in regression mode, agreement = 1 - normalised mean |difference|."""
     import cflkit

@@ -87,32 +87,36 @@ class Contrast:
         """Flat scalar quality numbers (off-diagonal means over cluster pairs, means over clusters)."""
         off = ~np.eye(self.n_clusters, dtype=bool)
         f = self.faithfulness
-        mean = (lambda a: float(np.nanmean(a)) if np.size(a) and not np.all(np.isnan(a)) else float("nan"))
         return {
             "contrast_clusters": self.n_clusters,
             "contrast_probes": int(len(self.probes)) if self.probes is not None else 0,
-            "rank_correlation_mean": mean(self.rank_correlation[off]),
-            "agreement_mean": mean(self.agreement[off]),
-            "topk_stability_mean": mean(np.array(list(self.stability.values()), dtype=float)),
-            "probe_topk_stability_mean": mean(np.array(list(self.probe_stability.values()), dtype=float)),
-            "deletion_auc": mean(f["deletion_auc"]), "deletion_auc_random": mean(f["deletion_auc_random"]),
-            "insertion_auc": mean(f["insertion_auc"]), "insertion_auc_random": mean(f["insertion_auc_random"]),
+            "rank_correlation_mean": _mean(self.rank_correlation[off]),
+            "agreement_mean": _mean(self.agreement[off]),
+            "topk_stability_mean": _mean(list(self.stability.values())),
+            "probe_topk_stability_mean": _mean(list(self.probe_stability.values())),
+            "deletion_auc": _mean(f["deletion_auc"]), "deletion_auc_random": _mean(f["deletion_auc_random"]),
+            "insertion_auc": _mean(f["insertion_auc"]), "insertion_auc_random": _mean(f["insertion_auc_random"]),
             "contrast_seconds": float(self.seconds),
         }
 
     def tables(self) -> dict:
-        """Tidy tables for csv files: importance, rank_correlation, agreement, top_features,
-        stability, faithfulness (and curves)."""
+        """Tidy tables, each with a ``cluster`` column (written with ``index=False``): importance,
+        rank_correlation, agreement, top_features, stability, faithfulness, curves."""
         import pandas as pd
 
-        clusters = pd.Index(range(self.n_clusters), name="cluster")
-        k = pd.Index(range(self.n_clusters), name="cluster")
+        clusters = list(range(self.n_clusters))
+
+        def by_cluster(values, columns):
+            frame = pd.DataFrame(values, columns=[str(c) for c in columns])
+            frame.insert(0, "cluster", clusters)
+            return frame
+
         top = [{"cluster": c, "rank": r + 1, "feature": name} for c, names in self.top_features.items()
                for r, name in enumerate(names)]
         out = {
-            "importance": pd.DataFrame(self.importance, index=clusters, columns=list(self.feature_names)),
-            "rank_correlation": pd.DataFrame(self.rank_correlation, index=k, columns=list(range(self.n_clusters))),
-            "agreement": pd.DataFrame(self.agreement, index=k, columns=list(range(self.n_clusters))),
+            "importance": by_cluster(self.importance, self.feature_names),
+            "rank_correlation": by_cluster(self.rank_correlation, clusters),
+            "agreement": by_cluster(self.agreement, clusters),
             "top_features": pd.DataFrame(top, columns=["cluster", "rank", "feature"]),
             "stability": pd.DataFrame({"cluster": list(self.stability),
                                        "topk_jaccard_seeds": list(self.stability.values()),
@@ -123,6 +127,12 @@ class Contrast:
         if self.curves is not None:
             out["curves"] = self.curves
         return out
+
+
+def _mean(values) -> float:
+    """Mean ignoring NaN; NaN when nothing is defined."""
+    a = np.asarray(values, dtype=float)
+    return float(np.nanmean(a)) if a.size and not np.all(np.isnan(a)) else float("nan")
 
 
 # -- small pure functions ---------------------------------------------------------------------
@@ -377,7 +387,7 @@ def _reset(explainer, seed_words):
 
 
 # -- LIME on every cluster model ----------------------------------------------------------------
-def _image_setup(federation, x_train):
+def _image_setup(federation):
     shape = federation.input_shape
     if len(shape) not in (2, 3):
         raise ValueError(f"image inputs must be (H, W) or (H, W, C), got {shape}")
@@ -392,9 +402,8 @@ def _image_setup(federation, x_train):
         imgs = np.asarray(imgs, dtype=np.float32)
         return imgs[..., :1] if channels == 1 else imgs
 
-    def to_lime(x):
-        x = np.asarray(x, dtype=np.float64).reshape(hw + ((channels,) if channels > 1 else ()))
-        return x
+    def to_lime(x):  # a grey image as (H, W): lime turns it into RGB itself
+        return np.asarray(x, dtype=np.float64).reshape(hw + ((channels,) if channels > 1 else ()))
 
     return hw, channels, segments, names, to_model, to_lime
 
@@ -408,7 +417,7 @@ def _lime_weights(federation, predictor, rows, labels, num_samples, seeds, seed,
     if federation.kind == "image":
         from lime.lime_image import LimeImageExplainer
 
-        hw, channels, segments, seg_names, to_model, to_lime = _image_setup(federation, x[train])
+        hw, channels, segments, seg_names, to_model, to_lime = _image_setup(federation)
         n_feat = int(segments.max()) + 1
         explainer = LimeImageExplainer(feature_selection="none", random_state=seed)
         shared = _SharedCall(predictor, to_model)

@@ -38,7 +38,8 @@ def test_spearman_matrix_matches_scipy():
     for i in range(3):
         for j in range(3):
             assert rho[i, j] == pytest.approx(spearmanr(v[i], v[j]).statistic)
-    assert np.isnan(spearman_matrix(np.array([[1.0, 1, 1], [1, 2, 3]]))[0, 1]), "a constant vector has no rank correlation"
+    constant = spearman_matrix(np.array([[1.0, 1, 1], [1, 2, 3]]))
+    assert np.isnan(constant[0, 1]), "a constant vector has no rank correlation"
 
 
 def test_prediction_agreement():
@@ -187,7 +188,8 @@ def test_regression_contrast():
                     learning_rate=0.01)
     result = cflkit.run(config, federation=fed)
     c = explain_contrast(result.state.models, fed, config, probes=3, num_samples=50, top_k=2)
-    assert c.task == "regression" and c.class_importance.shape == (2, 1, 4) and c.feature_names == ["x0", "x1", "x2", "x3"]
+    assert c.task == "regression" and c.class_importance.shape == (2, 1, 4)
+    assert c.feature_names == ["x0", "x1", "x2", "x3"]
     assert ((c.agreement >= 0) & (c.agreement <= 1)).all() and np.allclose(np.diag(c.agreement), 1.0)
     assert c.agreement[0, 1] < 1.0, "two models trained on differently permuted features do not predict alike"
 
@@ -259,4 +261,5 @@ def test_label_swap_same_attributions_different_predictions():
     assert c.rank_correlation[off].min() > 0.8, c.rank_correlation
     assert c.agreement[off].max() < 0.3, c.agreement
     f = c.faithfulness
-    assert (f["deletion_auc"] < f["deletion_auc_random"]).all() and (f["insertion_auc"] > f["insertion_auc_random"]).all()
+    assert (f["deletion_auc"] < f["deletion_auc_random"]).all()
+    assert (f["insertion_auc"] > f["insertion_auc_random"]).all()

@@ -296,6 +296,8 @@ def execute(spec: dict) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "out").mkdir(parents=True)
     params = spec["parameters"]
+    source = tmp / Path(spec["notebook"]).name
+    source.write_text(spec["source"])
     write_text_atomic(tmp / "params.json", json.dumps(params, indent=2) + "\n")
     status = {"status": "failed", "entry": spec["entry"], "label": spec["label"], "key": spec["key"],
               "notebook": spec["notebook"], "seed": _seed(params), "versions": spec["versions"],
@@ -314,7 +316,7 @@ def execute(spec: dict) -> dict:
     pm_log.setLevel(logging.INFO)
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(spec["notebook"], str(tmp / "executed.ipynb"),
+        papermill.execute_notebook(str(source), str(tmp / "executed.ipynb"),
                                    parameters={**params, "out_dir": "out"}, kernel_name="python3", cwd=str(tmp),
                                    execution_timeout=spec["timeout"], progress_bar=False, log_output=True)
         missing = [f"{f}.pdf" for f in spec["figures"] if not (tmp / "out" / f"{f}.pdf").is_file()]
@@ -405,7 +407,11 @@ def run_batch(experiment: Experiment, workers: int = 1, only: str | None = None,
         shutil.rmtree(exp_dir / ".tmp", ignore_errors=True)  # what an interrupted batch left
         todo = [r for r in chosen if run_status(r, exp_dir) != "done"]
         ver = versions()
-        specs = [{"entry": r.entry, "label": r.label, "key": r.key, "notebook": str(r.notebook.resolve()),
+        # each run executes a copy of the notebook taken now, so that what runs is what its key names
+        # even when the notebook is edited while the batch runs (the next batch sees the new key)
+        sources = {path: path.read_text() for path in {r.notebook for r in todo}}
+        specs = [{"entry": r.entry, "label": r.label, "key": r.key, "notebook": str(r.notebook),
+                  "source": sources[r.notebook],
                   "parameters": r.parameters, "figures": list(r.figures), "tables": list(r.tables),
                   "timeout": r.timeout, "versions": ver,
                   # a name of its own: a kernel orphaned by a killed batch (it exits within a

@@ -121,7 +121,7 @@ def cluster_heatmap(matrix, label: str, cluster_names=None, vmin: float | None =
     return _done(fig, path)
 
 
-def rank_correlation_heatmap(contrast, matrix=None, label: str = "Spearman ρ of importances", **kw):
+def rank_correlation_heatmap(contrast, matrix=None, label: str = "Spearman ρ", **kw):
     """The clusters' importance rank correlation (or another K×K ``matrix``, e.g. the aligned one)."""
     return cluster_heatmap(contrast.rank_correlation if matrix is None else matrix, label, vmin=-1, vmax=1,
                            cmap="RdBu_r", **kw)

@@ -1,6 +1,6 @@
 """The article: aggregation of batch runs into figures, tables and macros, and the PDF build.
 
-The chain test runs notebooks 08, 09 and 10 at their tiny smoke-test sizes through ``cflkit
+The chain test runs notebooks 08, 09, 10 and 11 at their tiny smoke-test sizes through ``cflkit
 batch``, a one-round-per-size bench, the aggregation into a copy of ``paper/``, and latexmk;
 then checks that every ``\\includegraphics`` / ``\\input`` target exists and that LaTeX
 reports no undefined reference or citation. Without latexmk the PDF test is skipped, with
@@ -37,6 +37,11 @@ TINY_RUNS = [
      "parameters": {"methods": ["fedavg", "oracle", "flhc"], "seeds": [0], "rounds": 2, "local_epochs": 1,
                     "restarts": 1, "sattler_warmup": 1},
      "figures": ["assignments", "per_station"], "tables": ["results.csv", "stations.csv"]},
+    {"name": "explain", "notebook": str(ROOT / "notebooks" / "11_explaining_clusters.ipynb"),
+     "parameters": {"clients": 8, "groups": 2, "rounds": 2, "local_epochs": 1, "probes": 3, "num_samples": 50,
+                    "explainer_seeds": 2, "scenarios": ["rotation", "label_swap"]},
+     "figures": ["importance_rotation", "threshold_tree_rotation", "heart_group_importance"],
+     "tables": ["membership.csv"]},
 ]
 
 
@@ -119,7 +124,10 @@ def test_aggregation_writes_the_papers_figures_tables_and_macros(chain):
     assert macros["BenchRuns"] == "12" and macros["BenchSeeds"] == "2" and macros["BenchMethods"] == "3"
     assert macros["BenchAriOracle"] == "1.00" and macros["BenchAriFedavg"] == "0.00"
     assert macros["HeartPatients"] == "740" and macros["AirStations"] == "12"
-    assert macros["HaveExplain"] == "no"
+    assert macros["HaveExplain"] == "yes"
+    explain = (paper / "tables" / "explain_figures.tex").read_text()
+    assert re.findall(r"\\includegraphics(?:\[[^\]]*\])?\{figures/(\w+)\}", explain) == \
+        ["explain_importance_rotation", "explain_threshold_tree_rotation", "explain_heart_group_importance"]
     # the table agrees with the runs' own results tables
     results = pd.concat(pd.read_csv(p / "out" / "results.csv") for p in (runs / "tiny").glob("benchmark-*"))
     table = (paper / "tables" / "benchmark.tex").read_text()

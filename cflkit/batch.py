@@ -486,6 +486,14 @@ def dry_run(experiment: Experiment, only: str | None, root) -> int:
     counts = {s: sum(run_status(r, exp_dir) == s for r in runs) for s in ("done", "failed", "todo")}
     print(f"{len(runs)} runs: {counts['done']} done, {counts['failed']} failed, {counts['todo']} to do "
           f"(run directories in {exp_dir}/)")
+    if experiment.paper:
+        from .paper import round_time_args, round_time_csv
+
+        csv = round_time_csv(experiment, root)
+        if csv is not None:
+            state = "done" if csv.is_file() else "todo"
+            print(f"bench: {state}  bench/round_time.py {' '.join(round_time_args(experiment))} -> {csv}")
+        print(f"paper: aggregated into {experiment.paper.get('dir', 'paper')}/ once every run is done")
     return 0
 
 

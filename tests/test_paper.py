@@ -26,8 +26,7 @@ OFFLINE_DIRS = ROOT.parent / "shared" / "data"
 TINY_RUNS = [
     {"name": "benchmark", "notebook": str(ROOT / "notebooks" / "08_benchmark_of_clustering.ipynb"),
      "parameters": {"clients": 8, "groups": 2, "rounds": 2, "local_epochs": 1, "methods": ["fedavg", "pacfl", "oracle"],
-                    "scenarios": ["shards", "label_swap"]},
-     "grid": {"seeds": [[0], [1]]},
+                    "scenarios": ["shards", "label_swap"], "seeds": [0, 1]},
      "figures": ["ari_heatmap", "accuracy_heatmap", "ari_over_rounds"], "tables": ["results.csv", "ari_per_round.csv"]},
     {"name": "heart", "notebook": str(ROOT / "notebooks" / "09_medical_heart_disease.ipynb"),
      "parameters": {"methods": ["fedavg", "local", "metadata", "flhc"], "seeds": [0], "rounds": 2, "local_epochs": 1,

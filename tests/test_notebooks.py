@@ -47,9 +47,11 @@ TINY = {
                                          restarts=1, sattler_warmup=1, workers=1),
     "11_explaining_clusters": dict(clients=8, groups=2, rounds=2, local_epochs=1, probes=3, num_samples=50,
                                    explainer_seeds=2, scenarios=["rotation", "label_swap"]),
+    "12_deploying_with_flower": dict(rounds=2, local_epochs=1),
 }
 # Notebooks on the real datasets: their files come from the offline copies (data/README.md).
-REAL_DATA = ("09_medical_heart_disease", "10_environmental_air_quality", "11_explaining_clusters")
+REAL_DATA = ("09_medical_heart_disease", "10_environmental_air_quality", "11_explaining_clusters",
+             "12_deploying_with_flower")
 OFFLINE_DIRS = ROOT.parent / "shared" / "data"
 
 # What each notebook writes into out_dir: figures (as .pdf and .png) and tables.
@@ -80,6 +82,7 @@ FIGURES = {
                                             "divergence")]
                               + ["aligned_correlation_rotation", "heart_group_importance", "heart_importance",
                                  "heart_divergence"],
+    "12_deploying_with_flower": ["per_hospital"],
 }
 TABLES = {
     "00_setup_and_scenarios": ["scenarios.csv"],
@@ -97,6 +100,7 @@ TABLES = {
                                      "worst_stations.csv"],
     "11_explaining_clusters": ["membership.csv", "agreement.csv", "contrast.csv", "divergence.csv",
                                "heart_top_features.csv", "heart_contrast.csv"],
+    "12_deploying_with_flower": ["comparison.csv", "per_hospital.csv"],
 }
 
 
@@ -283,6 +287,9 @@ def _check_results(stem: str, out: Path, executed):
         assert (agreement.loc[agreement.factor == "planted", "ari"] == 1.0).all(), "the oracle finds the planted groups"
         membership = pd.read_csv(out / "membership.csv", index_col=0)
         assert membership["fidelity"].between(0, 1).all() and membership["baseline_fidelity"].between(0, 1).all()
+        data_only = membership[membership["descriptors"] == "data (T1)"]
+        assert list(data_only.index) == tiny["scenarios"]
+        assert not data_only.loc["label_swap", "explained"], "label swap: no data summary separates the groups"
         divergence = pd.read_csv(out / "divergence.csv")
         assert set(divergence["pair"]) == {"0-1", "0-global", "1-global"}, "two groups: one pair, two to the global"
         assert (divergence[["cosine_distance", "l2"]] >= 0).all().all()
@@ -291,6 +298,15 @@ def _check_results(stem: str, out: Path, executed):
         assert list(top.columns) == ["cluster 0", "cluster 1"] and len(top) == 5
         assert not top.stack().str.match(r"x\d+$").any(), "heart-disease features are named, not x0, x1, ..."
         assert (out / "heart_report" / "report.md").exists() and (out / "heart_report" / "quality.json").exists()
+    elif stem.startswith("12"):
+        comparison = pd.read_csv(out / "comparison.csv", index_col=0)
+        assert list(comparison.index) == ["in-process", "simulation", "deployed"]
+        assert comparison["same assignments"].all(), "Flower runs the method unchanged: same clusters every round"
+        assert comparison["max |accuracy gap|"].max() < 1e-6 and (comparison["dropouts"] == 0).all()
+        per_hospital = pd.read_csv(out / "per_hospital.csv", index_col=0)
+        assert per_hospital.shape == (3, 4) and per_hospital.stack().between(0, 1).all()
+        assert (out / "deployed" / "flower_events.csv").exists() and (out / "deployed" / "summary.json").exists()
+        assert "processes left running: []" in _text(executed), "the notebook must stop the processes it started"
     assert not re.search(r"Traceback|Error:", _text(executed)), "a cell printed an error"
     # interactive=True: the widgets' outputs live in the notebook's widget state.
     widgets = json.dumps(executed.metadata.get("widgets", {}))

@@ -292,7 +292,7 @@ class FlowerTrainer:
             for i, o in zip(e, self.local.predict([w[e] for w in weights], [index_sets[i] for i in e])):
                 results[i] = o
         replies = self._exchange("predict", {c: self._payload(weights, index_sets, e) for c, e in groups.items()})
-        width = self.local.model.outputs[0].shape[-1] if hasattr(self.local.model, "outputs") else 1
+        width = self.federation.n_outputs
         for client, entries in groups.items():
             if client in replies:
                 flat, offsets = replies[client]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib.util
 import json
 import logging
 import os
@@ -138,9 +137,7 @@ def explain_run(run_dir, out=None, *, probes: int = 20, seed: int = 0, progress:
     # (b) contrast
     doc.h2("(b) How do the cluster models differ?")
     contrast = None
-    if importlib.util.find_spec("cflkit.explain.contrast") is None:
-        quality["skipped"]["contrast"] = "cflkit.explain.contrast is not available"
-    elif quality["clusters_used"] < 2:
+    if quality["clusters_used"] < 2:
         quality["skipped"]["contrast"] = "one cluster: nothing to contrast"
     elif probes == 0:
         quality["skipped"]["contrast"] = "--probes 0"
@@ -162,23 +159,18 @@ def explain_run(run_dir, out=None, *, probes: int = 20, seed: int = 0, progress:
 
     # (c) divergence
     doc.h2("(c) Parameter divergence")
-    if importlib.util.find_spec("cflkit.explain.divergence") is None:
-        quality["skipped"]["divergence"] = "cflkit.explain.divergence is not available"
-        doc.p("Skipped: cflkit.explain.divergence is not available.")
-    else:
-        from .divergence import layer_divergence
+    from .divergence import cluster_sizes, layer_divergence, model_layer_names
 
-        from .divergence import cluster_sizes
+    div = layer_divergence(state.models, sizes=cluster_sizes(assignment, fed.sizes, k),
+                           layer_names=model_layer_names(config, fed))
+    tables["divergence"] = div
+    quality["divergence"] = _divergence_summary(div)
+    doc.table(_divergence_digest(div), "Cosine distance and L2 per layer, mean over cluster pairs ('between') "
+                                       "and over clusters against the size-weighted global model ('to global'); "
+                                       "every pair in tables/divergence.csv")
+    from . import figures_contrast as fc
 
-        div = layer_divergence(state.models, sizes=cluster_sizes(assignment, fed.sizes, k))
-        tables["divergence"] = div
-        quality["divergence"] = _divergence_summary(div)
-        doc.table(_divergence_digest(div), "Cosine distance and L2 per layer, mean over cluster pairs ('between') "
-                                           "and over clusters against the size-weighted global model ('to global'); "
-                                           "every pair in tables/divergence.csv")
-        from . import figures_contrast as fc
-
-        figures["divergence"] = fc.divergence_heatmap(div)
+    figures["divergence"] = fc.divergence_heatmap(div)
 
     # (d) agreement with the planted heterogeneity
     from .agreement import agreement_with_planted, assignment_stability, contingency_table, planted_factors

@@ -49,7 +49,7 @@ from pathlib import Path
 
 from .results import write_text_atomic
 
-HELP = "run notebooks over parameter grids with papermill (experiments/*.yaml), resumable, then build the paper's figures"
+HELP = "run notebooks over parameter grids with papermill (experiments/*.yaml), resumably; then the paper's figures"
 log = logging.getLogger("cflkit.batch")
 
 ENTRY_KEYS = ("name", "notebook", "parameters", "grid", "overrides", "figures", "tables", "timeout")

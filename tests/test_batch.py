@@ -128,6 +128,7 @@ def test_dry_run_lists_every_run_and_runs_nothing(tmp_path, capsys):
 
 # ---------------------------------------------------------------- executing notebooks
 
+@pytest.mark.notebook
 def test_runs_complete_and_a_second_batch_does_nothing(tmp_path):
     nb = tiny_notebook(tmp_path / "nb.ipynb")
     counter = tmp_path / "counter.txt"
@@ -156,6 +157,7 @@ def test_runs_complete_and_a_second_batch_does_nothing(tmp_path):
     assert sorted(counter.read_text().split()) == ["1", "2", "3"]
 
 
+@pytest.mark.notebook
 def test_one_failing_run_does_not_stop_the_others_and_is_reported(tmp_path, capsys):
     nb = tiny_notebook(tmp_path / "nb.ipynb")
     exp = write_experiment(tmp_path, [
@@ -178,6 +180,7 @@ def test_one_failing_run_does_not_stop_the_others_and_is_reported(tmp_path, caps
     assert sorted(s["label"] for s in statuses) == ["boom", "incomplete"]
 
 
+@pytest.mark.notebook
 def test_a_killed_batch_resumes_without_lost_or_duplicated_results(tmp_path):
     nb = tiny_notebook(tmp_path / "nb.ipynb")
     block = tmp_path / "block"

@@ -5,6 +5,7 @@ Flower is an optional dependency (requirements-flower.txt). Without it only the 
 need no flwr run here; CI installs it so that none of these is skipped.
 """
 import importlib.util
+import os
 import subprocess
 import sys
 import time
@@ -15,6 +16,8 @@ import pytest
 
 from cflkit.flower.protocol import Replay, draw_permutations, imputed_update, pack, unpack
 
+needs_flwr = pytest.mark.skipif(importlib.util.find_spec("flwr") is None,
+                                reason="Flower is optional: pip install -r requirements-flower.txt")
 HEART = dict(dataset="heart_disease", scenario="natural", local_epochs=1, clusters=2)
 
 
@@ -86,9 +89,27 @@ def test_cli_help_and_import_do_not_load_flwr_or_tensorflow():
     assert out.stdout.strip() == "[]", out.stderr
 
 
+@needs_flwr
+def test_cli_writes_a_flower_app_that_flower_accepts(tmp_path, capsys):
+    from flwr.common.config import validate_config
+
+    from cflkit.cli import main
+
+    assert main(["flower", "app", str(tmp_path / "app")]) == 0
+    import tomllib
+
+    config = tomllib.loads((tmp_path / "app" / "pyproject.toml").read_text())
+    ok, errors, _ = validate_config(config)
+    assert ok, errors
+    components = config["tool"]["flwr"]["app"]["components"]
+    import importlib
+
+    for ref in components.values():  # the references load the two apps
+        module, attr = ref.split(":")
+        assert getattr(importlib.import_module(module), attr) is not None
+
+
 # -- the trainer proxy against an in-memory grid (flwr messages, no processes) --------------------
-needs_flwr = pytest.mark.skipif(importlib.util.find_spec("flwr") is None,
-                                reason="Flower is optional: pip install -r requirements-flower.txt")
 
 
 class MemoryGrid:
@@ -136,6 +157,7 @@ def test_grid_run_equals_the_in_process_run():
 
     config = _digits(method="ifca", restarts=2)
     a, b = run(config), run_on_grid(MemoryGrid(4), config)
+    assert a.summary["n_clusters"] == 2
     np.testing.assert_array_equal(a.history["cluster"], b.history["cluster"])
     np.testing.assert_allclose(a.history["loss"], b.history["loss"], atol=1e-5)
     np.testing.assert_allclose(a.history["accuracy"], b.history["accuracy"], atol=1e-9)
@@ -196,6 +218,11 @@ def test_pooled_training_is_refused():
 # -- a real federation on localhost --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def localhost_federation(tmp_path_factory):
+    from pathlib import Path
+
+    saved = os.environ.get("CFLKIT_OFFLINE_DIRS")
+    if not saved:  # as tests/test_notebooks.py: the offline copies beside the repository
+        os.environ["CFLKIT_OFFLINE_DIRS"] = str(Path(__file__).resolve().parents[2] / "shared" / "data")
     if not _have_heart():
         pytest.skip("UCI Heart Disease not available: set CFLKIT_OFFLINE_DIRS or `cflkit data fetch heart_disease`")
     from cflkit.flower import LocalFederation
@@ -206,6 +233,8 @@ def localhost_federation(tmp_path_factory):
         yield fl
     finally:
         fl.close()  # kills every process it started (process groups)
+        if saved is None:
+            os.environ.pop("CFLKIT_OFFLINE_DIRS", None)
         for p in [*fl.nodes.values(), fl.superlink]:
             assert p.poll() is not None
 
@@ -216,9 +245,10 @@ def localhost_federation(tmp_path_factory):
 def test_localhost_federation_matches_the_in_process_run(localhost_federation, tmp_path, method):
     from cflkit import Config, run
 
-    config = Config(**HEART, method=method, rounds=2, seed=1)
+    config = Config(**HEART, method=method, rounds=2, seed=2)
     deployed = localhost_federation.run(config, tmp_path / "run", timeout=400, round_timeout=150, evaluate_every=2)
     local = run(config)
+    assert local.summary["n_clusters"] == (2 if method == "ifca" else 1)  # seed 2: IFCA's K models both chosen
     assert deployed.summary["dropouts"] == 0
     last_d = deployed.history[deployed.history["round"] == 2]
     last_l = local.history[local.history["round"] == 2]

@@ -355,6 +355,68 @@ def round_time(csv: Path, paper: Path, source: str, provenance: list) -> dict:
             "PerfDevice": tex_escape(f"{last.device}, {int(last.cpu_count)} cores, TensorFlow {last.tf_version}")}
 
 
+EXPLAIN_MACROS = ("Fidelity", "Baseline", "Explained", "TopGroup", "RankCorr", "Agreement", "ClassCorr",
+                  "AlignedClassCorr", "DeletionAUC", "DeletionRandom", "InsertionAUC", "InsertionRandom")
+
+
+def explain(runs, paper: Path, source: str, provenance: list) -> dict:
+    """Notebook 11's run: the quality numbers of each explanation layer per planted scenario
+    (membership from the data summaries, LIME contrast, faithfulness) as a table and macros."""
+    import pandas as pd
+
+    run, out = runs[0]
+    membership = pd.read_csv(out / "membership.csv")
+    membership = membership[membership["descriptors"] == "data (T1)"].set_index("scenario")
+    contrast = pd.read_csv(out / "contrast.csv", index_col=0)
+    rows, m = [], {}
+    for scenario in contrast.index:
+        mem, con = membership.loc[scenario], contrast.loc[scenario]
+        explained = bool(mem["explained"])
+        top = f"{mem['top_group']} ({mem['top_group_share']:.0%})" if explained else "--"
+        rows.append([tex_escape(SCENARIO_NAMES.get(scenario, scenario)),
+                     f"{mem['fidelity']:.2f} / {mem['baseline_fidelity']:.2f}", "yes" if explained else "no",
+                     tex_escape(top), f"{con['rank_correlation_mean']:.2f}", f"{con['agreement_mean']:.2f}",
+                     f"{con['deletion_auc']:.2f} / {con['deletion_auc_random']:.2f}",
+                     f"{con['insertion_auc']:.2f} / {con['insertion_auc_random']:.2f}"])
+        values = {"Fidelity": mem["fidelity"], "Baseline": mem["baseline_fidelity"],
+                  "Explained": "explained" if explained else "not explained",
+                  "TopGroup": mem["top_group"] if explained else "none", "RankCorr": con["rank_correlation_mean"],
+                  "Agreement": con["agreement_mean"], "ClassCorr": con.get("class_correlation_mean"),
+                  "AlignedClassCorr": con.get("aligned_class_correlation_mean"),
+                  "DeletionAUC": con["deletion_auc"], "DeletionRandom": con["deletion_auc_random"],
+                  "InsertionAUC": con["insertion_auc"], "InsertionRandom": con["insertion_auc_random"]}
+        for key, v in values.items():
+            if isinstance(v, str):
+                m[macro_name("Explain", scenario, key)] = tex_escape(v)
+            elif v is not None and pd.notna(v):
+                m[macro_name("Explain", scenario, key)] = f"{float(v):.2f}"
+    write_text_atomic(paper / "tables" / "explain.tex", tabular(
+        ["scenario", "fidelity / shuffled", "explained", "top group", "$\\rho$", "agreement", "deletion",
+         "insertion"], rows, "lcclcccc", f"{source} ({run.notebook.name})"))
+    provenance.append(("explain.tex", run.notebook.name, source, run.dirname))
+    m["ExplainClients"] = _param(run, "clients")
+    m["ExplainGroups"] = _param(run, "groups")
+    m["ExplainProbes"] = _param(run, "probes")
+    return m
+
+
+# Captions of the explanation figures the experiment files name; others get a generic one.
+EXPLAIN_CAPTIONS = {
+    "group_importance_rotation": "Rotation: why clients share a cluster. Out-of-fold fidelity of a surrogate tree on the "
+                                 "clients' data summaries against shuffled cluster labels, and the importance of each "
+                                 "descriptor group: the spatial moments of the ink carry the clusters.",
+    "group_importance_label_swap": "Label swap: the same test finds no data summary that separates the clusters "
+                                   "(fidelity at or below the shuffled baseline): reported as not explained.",
+    "importance_rotation": "Rotation: mean $|$LIME weight$|$ per 2$\\times$2-pixel cell, one map per cluster model, "
+                           "on the same probes.",
+    "agreement_label_swap": "Label swap: share of probes on which two cluster models predict the same class. The models "
+                            "attend to the same pixels but almost never agree: a concept shift on labels.",
+    "aligned_correlation_rotation": "Rotation: Spearman correlation of the clusters' signed per-class LIME maps after "
+                                    "rotating each back by its planted angle.",
+    "heart_importance": "Heart disease: the features LIME ranks highest for each cluster model.",
+}
+
+
 def copy_figures(entry, runs, paper: Path, source: str, provenance: list) -> list[str]:
     """The declared figures of a single-run entry, copied as ``<entry>_<figure>.pdf``."""
     if len(runs) != 1:
@@ -396,7 +458,8 @@ def explain_figures(names: list[str], notebook: str | None, source: str, paper: 
         size = "[width=\\textwidth]" if width > 7.1 else "[width=\\columnwidth]" if 3.45 < width <= 3.6 else ""
         lines += [f"% made by notebooks/{notebook}, experiment {source}", f"\\begin{{{env}}}[t]", "\\centering",
                   f"\\includegraphics{size}{{figures/{stem}}}",
-                  f"\\caption{{Explanation view: {title} (notebook \\texttt{{{tex_escape(notebook)}}}).}}",
+                  f"\\caption{{{EXPLAIN_CAPTIONS.get(stem.removeprefix('explain_'), f'Explanation view: {title}.')} "
+                  f"(Notebook \\texttt{{{tex_escape(notebook)}}}.)}}",
                   f"\\label{{fig:{label}}}", f"\\end{{{env}}}"]
     return "\n".join(lines) + "\n"
 
@@ -437,7 +500,7 @@ def aggregate(experiment, root="runs/batch", force: bool = False) -> list[Path]:
         else str(experiment.path)
     provenance: list = []
     macros = {"ExperimentFile": tex_escape(source)}
-    parts = {"benchmark": benchmark, "heart": heart, "air": air}
+    parts = {"benchmark": benchmark, "heart": heart, "air": air, "explain": explain}
     for entry, items in runs.items():
         if entry in parts:
             macros.update(parts[entry](items, paper, source, provenance))
@@ -446,12 +509,18 @@ def aggregate(experiment, root="runs/batch", force: bool = False) -> list[Path]:
     write_text_atomic(paper / "tables" / "explain_figures.tex",
                       explain_figures(copied.get("explain", []), explain_nb, source, paper))
     macros["HaveExplain"] = "yes" if copied.get("explain") else "no"
+    if "explain" not in runs:  # the text quotes these: say plainly that they were not measured
+        write_text_atomic(paper / "tables" / "explain.tex", "\\emph{not measured in this batch run}\n")
+        for scenario in ("rotation", "label_swap"):
+            for key in EXPLAIN_MACROS:
+                macros.setdefault(macro_name("Explain", scenario, key), "n/a")
     if csv is not None:
         macros.update(round_time(csv, paper, source, provenance))
     write_text_atomic(paper / "macros.tex", macros_tex(macros, source))
     table = pd.DataFrame(provenance, columns=["file", "notebook", "experiment", "runs"])
     write_text_atomic(paper / "figures" / "provenance.csv", table.to_csv(index=False))
-    written = {paper / "macros.tex", paper / "figures" / "provenance.csv", paper / "tables" / "explain_figures.tex"}
+    written = {paper / "macros.tex", paper / "figures" / "provenance.csv", paper / "tables" / "explain_figures.tex",
+               paper / "tables" / "explain.tex"}
     written |= {paper / ("tables" if f.endswith(".tex") else "figures") / f for f in table["file"]}
     for sub, suffix in (("figures", ".pdf"), ("tables", ".tex")):  # stale outputs of earlier aggregations
         for old in (paper / sub).glob(f"*{suffix}"):

@@ -203,6 +203,28 @@ def test_a_dead_client_is_dropped_and_the_round_completes():
     assert np.isnan(metrics["accuracy"][2]) and np.isfinite(np.delete(metrics["accuracy"], 2)).all()
 
 
+def _federated_cases():
+    from cflkit.methods import METHODS
+
+    cases = [dict(method=m) for m in METHODS if m != "centralized"]
+    # the server-side parts that call the trainer differently: gradients at the start, a probe set
+    return cases + [dict(method="clustered", representation="gradient", trigger="init"),
+                    dict(method="clustered", representation="outputs")]
+
+
+@needs_flwr
+@pytest.mark.parametrize("case", _federated_cases(), ids=lambda c: "-".join(map(str, c.values())))
+def test_every_federated_method_runs_unchanged_on_a_grid(case):
+    from cflkit import run
+    from cflkit.flower import run_on_grid
+
+    config = _digits(clients=6, **case)
+    a, b = run(config), run_on_grid(MemoryGrid(6), config)
+    np.testing.assert_array_equal(a.history["cluster"], b.history["cluster"])
+    np.testing.assert_allclose(a.history["accuracy"], b.history["accuracy"], atol=1e-9)
+    np.testing.assert_allclose(a.history["loss"], b.history["loss"], atol=1e-5)
+
+
 @needs_flwr
 def test_pooled_training_is_refused():
     from cflkit.flower import run_on_grid

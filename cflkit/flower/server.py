@@ -23,6 +23,16 @@ dropped client, so that it needs no special case:
 The history gets a ``dropped`` column, and ``flower_events.csv`` in the run directory lists
 every dropout and every (re)joined node. A node that comes back — a restarted SuperNode,
 with a new node id, the same ``partition-id`` — is found at the next call and takes part again.
+A dropout while a method initialises (round 0) is an error: there is no model to keep yet.
+
+What the server holds. The ServerApp builds the federation from the config, as the nodes do:
+it needs the clients' row structure (sizes, which rows a call refers to) and the
+ground-truth groups for the scores. Training data never travel in messages — only models,
+row positions, batch orders and results. Two server-side representations read raw data
+from that copy rather than asking the clients: ``subspace`` (PACFL) and ``descriptors``;
+in a deployment where the server has no copy they would have to be computed by the
+clients (one upload each), which this adapter does not do yet. ``centralized`` (pooled
+training) is refused.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser):
     d.add_argument("--methods", default="fedavg,ifca", metavar="M1,M2", help="comma list (default: fedavg,ifca)")
     d.add_argument("--rounds", type=int, default=5, help="communication rounds (default: 5)")
     d.add_argument("--local_epochs", type=int, default=1, help="local epochs per round (default: 1)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=2, help="seed (default: 2, where IFCA uses both of its K = 2 models)")
     d.add_argument("--out", default="runs/flower-demo", help="directory for the runs (default: runs/flower-demo)")
     d.add_argument("--tls", action="store_true", help="TLS between SuperLink and SuperNodes (throw-away certificates)")
     d.add_argument("--round_timeout", type=float, default=120.0,

@@ -200,7 +200,8 @@ class Trainer:
             index[i, :len(s)] = s
             mask[i, :len(s)] = 1.0
         out = self._gradients_fn([tf_.constant(a, tf_.float32) for a in weights], tf_.constant(index), tf_.constant(mask))
-        return [g.numpy() for g in out]
+        # for one client TensorFlow may hand back a sparse IndexedSlices (the gather): make it dense
+        return [tf_.convert_to_tensor(g).numpy() for g in out]
 
     def predict(self, weights: Weights, index_sets: Sequence[np.ndarray], chunk: int = 2_000_000):
         """Outputs of model ``c`` on the rows ``index_sets[c]``: a list of arrays."""

@@ -91,3 +91,19 @@ def test_models_with_non_trainable_state_are_refused():
     model = k.Sequential([k.Input((4,)), k.layers.BatchNormalization(), k.layers.Dense(2)])
     with pytest.raises(ValueError, match="non-trainable state"):
         Trainer(model, np.zeros((3, 4), np.float32), np.zeros(3, np.int64))
+
+
+def test_gradients_of_one_client_are_dense_and_match_the_stacked_call():
+    # With a single client TensorFlow may return the first layer's gradient as a sparse
+    # IndexedSlices; Trainer.gradients must still give one dense array per layer.
+    from cflkit.experiment import build_context
+
+    config = Config(clients=4, rounds=1)
+    fed = federation_from(config)
+    ctx = build_context(config, fed)
+    many = ctx.trainer.gradients(stack(ctx.initial_weights, 4), fed.train_index)
+    for c in (0, 3):
+        one = ctx.trainer.gradients(stack(ctx.initial_weights, 1), [fed.train_index[c]])
+        assert [g.shape for g in one] == [(1, *w.shape) for w in ctx.initial_weights]
+        for g1, gm in zip(one, many):
+            np.testing.assert_allclose(g1[0], gm[c], rtol=1e-4, atol=1e-6)

@@ -68,31 +68,11 @@ def answer(op: str, config_json: str, client: int, arrays: dict, mu: float = 0.0
         m = trainer.metrics(weights, sets)
         return [np.asarray(m[k], dtype=np.float64) for k in sorted(m)]
     if op == "gradients":
-        return _gradients(trainer, weights, sets)
+        return trainer.gradients(weights, sets)
     if op == "predict":
         out = trainer.predict(weights, sets)
         return [np.concatenate(out).astype(np.float32), pack([np.arange(len(o)) for o in out])[1]]
     raise ValueError(f"unknown operation {op!r}; choose one of: train, metrics, gradients, predict")
-
-
-def _gradients(trainer, weights, sets):
-    """``trainer.gradients``; where TensorFlow returns a sparse ``IndexedSlices`` gradient,
-    which ``Trainer.gradients`` cannot turn into numpy (a cflkit.trainer bug, reported),
-    the same compiled function's output made dense."""
-    try:
-        return trainer.gradients(weights, sets)
-    except AttributeError:
-        from .._tf import tf
-
-        tf_ = tf()
-        longest = max(len(s) for s in sets)
-        index = np.zeros((len(sets), longest), dtype=np.int32)
-        mask = np.zeros((len(sets), longest), dtype=np.float32)
-        for i, s in enumerate(sets):
-            index[i, :len(s)], mask[i, :len(s)] = s, 1.0
-        out = trainer._gradients_fn([tf_.constant(w, tf_.float32) for w in weights], tf_.constant(index),
-                                    tf_.constant(mask))
-        return [tf_.convert_to_tensor(g).numpy() for g in out]
 
 
 def make_client_app():

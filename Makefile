@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+FLOWER := $(VENV)/.installed-flower
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 # The article: `make paper` (laptop scale), `make paper EXPERIMENT=experiments/paper-full.yaml`.
@@ -10,9 +11,16 @@ EXPERIMENT ?= experiments/paper.yaml
 WORKERS    ?= 2
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-fonts-recommended texlive-publishers
 
-.PHONY: venv demo test test-fast bench lab clean figures paper all
+.PHONY: venv venv-flower demo test test-fast bench bench-flower flower-demo lab clean figures paper all
 
 venv: $(STAMP)
+
+# The optional Flower extra (flwr + Ray): the tests need it, the teaching install does not.
+venv-flower: $(FLOWER)
+
+$(FLOWER): $(STAMP) requirements-flower.txt
+	$(BIN)/python -m pip install --quiet -r requirements-flower.txt
+	touch $(FLOWER)
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,14 +32,20 @@ $(STAMP): requirements.txt pyproject.toml
 demo: venv  ## FedAvg vs oracle vs local on rotated digits; writes runs/demo/
 	$(BIN)/cflkit demo --out runs/demo
 
-test: venv  ## the whole test suite (what CI runs)
+test: venv-flower  ## the whole test suite (what CI runs), with the Flower extra installed
 	$(BIN)/python -m pytest -q
 
-test-fast: venv  ## skip notebook runs and known-answer training tests
+test-fast: venv-flower  ## skip notebook runs and known-answer training tests
 	$(BIN)/python -m pytest -q -m "not slow and not notebook"
 
 bench: venv  ## seconds per FedAvg round: cflkit vs per-client loops
 	$(BIN)/python bench/round_time.py --clients 10 50 200
+
+bench-flower: venv-flower  ## seconds per round: cflkit in-process vs Flower's simulation engine
+	$(BIN)/python bench/flower_round_time.py --clients 50 200 --rounds 3
+
+flower-demo: venv-flower  ## a real localhost Flower federation of the four heart-disease hospitals
+	$(BIN)/cflkit flower demo
 
 figures: venv  ## run what is not done yet of $(EXPERIMENT) (papermill), then paper/figures, tables, macros.tex
 	$(BIN)/cflkit batch $(EXPERIMENT) --workers $(WORKERS)

@@ -40,28 +40,15 @@ def save_run(result: Result, out) -> Path:
     out = Path(out)
     if out.exists() and not (out / "config.json").exists() and any(out.iterdir()):
         raise ValueError(f"refusing to write a run into {str(out)!r}: it is a non-empty directory that holds no run")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it owner-only
-    try:
+    with atomic_directory(out) as tmp:
         (tmp / "config.json").write_text(result.config.to_json() + "\n")
         result.history.to_csv(tmp / "history.csv", index=False)
-        (tmp / "summary.json").write_text(json.dumps(_plain(result.summary), indent=2, sort_keys=True) + "\n")
+        (tmp / "summary.json").write_text(json.dumps(json_safe(result.summary), indent=2, sort_keys=True) + "\n")
         if result.state is not None:
             save_models(result.state, tmp / MODELS_FILE)
         scalars = _scalar_diagnostics(result.diagnostics)
         if scalars is not None:
             scalars.to_csv(tmp / "diagnostics.csv", index=False)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "run")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -95,6 +82,31 @@ def load_models(path):
     with np.load(path) as data:
         layers = sorted(k for k in data.files if k.startswith("layer_"))
         return ServerState([data[k] for k in layers], data["assignment"].astype(int))
+
+
+@contextmanager
+def atomic_directory(out):
+    """Yield a temporary sibling directory to fill; on success it replaces ``out`` at once.
+
+    A crash leaves either the old directory or the new one, never a mix, and no temporary
+    directory behind.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it owner-only
+    try:
+        yield tmp
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 @contextmanager
@@ -135,13 +147,16 @@ def _umask() -> int:
     return mask
 
 
-def _plain(obj):
+def json_safe(obj):
+    """``obj`` with numpy values made plain Python and non-finite floats made None (JSON)."""
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
     if isinstance(obj, np.generic):
-        return obj.item()
+        return json_safe(obj.item())
     if isinstance(obj, float) and not np.isfinite(obj):
         return None
     return obj

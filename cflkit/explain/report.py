@@ -9,13 +9,12 @@ import base64
 import html
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from ..results import atomic_directory, json_safe
 
 log = logging.getLogger("cflkit.explain")
 
@@ -146,7 +145,7 @@ def explain_run(run_dir, out=None, *, probes: int = 20, seed: int = 0, progress:
 
         log.info("explain: layer (b) contrast, %d probes", probes)
         contrast = explain_contrast(state.models, fed, config, probes=probes, seed=seed, progress=progress)
-        quality["contrast"] = _plain(contrast.summary())
+        quality["contrast"] = json_safe(contrast.summary())
         tables.update({f"contrast_{name}": t for name, t in contrast.tables().items()})
         doc.table(_frame({"quality number": list(quality["contrast"]),
                           "value": [str(_fmt(v)) for v in quality["contrast"].values()]}),
@@ -221,10 +220,7 @@ def _write(out: Path, doc, tables: dict, figures: dict, quality: dict):
 
     from ..plots import save
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        os.chmod(tmp, 0o777 & ~_umask())
+    with atomic_directory(out) as tmp:
         for name, t in tables.items():
             (tmp / "tables").mkdir(exist_ok=True)
             t.to_csv(tmp / "tables" / f"{name}.csv", index=False)
@@ -234,19 +230,9 @@ def _write(out: Path, doc, tables: dict, figures: dict, quality: dict):
             pngs[name] = tmp / "figures" / f"{name}.png"
             plt.close(fig)
         doc.figures = {name: f"figures/{name}.png" for name in figures}
-        (tmp / "quality.json").write_text(json.dumps(_plain(quality), indent=2, sort_keys=True) + "\n")
+        (tmp / "quality.json").write_text(json.dumps(json_safe(quality), indent=2, sort_keys=True) + "\n")
         (tmp / "report.md").write_text(doc.markdown())
         (tmp / "report.html").write_text(doc.html({name: p.read_bytes() for name, p in pngs.items()}))
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "explain")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 class _Doc:
@@ -419,23 +405,3 @@ def _contrast_figures(contrast) -> dict:
 
 def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
-
-
-def _plain(obj):
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _plain(obj.item())
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -79,14 +79,10 @@ def layer_divergence(models, sizes=None, layer_names=None):
     """
     import pandas as pd
 
-    models = getattr(models, "models", models)
-    if not isinstance(models, (list, tuple)) or not models:
-        raise ValueError("models must be a non-empty list of stacked cluster weights (ServerState.models)")
-    models = [np.asarray(m, dtype=np.float64) for m in models]
-    ks = {m.shape[0] for m in models}
-    if len(ks) != 1:
-        raise ValueError(f"stacked weights disagree on the number of clusters: leading axes {sorted(ks)}")
-    k = ks.pop()
+    from .contrast import stacked_weights
+
+    models = [w.astype(np.float64) for w in stacked_weights(models)]
+    k = models[0].shape[0]
     names = list(layer_names) if layer_names is not None else default_layer_names(models)
     if len(names) != len(models):
         raise ValueError(f"{len(names)} layer names for {len(models)} weight arrays")

@@ -99,11 +99,7 @@ def run(config: Config, progress: bool = False, federation=None, out=None) -> Re
         state, info = method.round(state, ctx)
         diagnostics.append({"round": r, **info.diagnostics})
         loss, acc = _record(rows, r, state, trainer, fed, info.bytes_up, info.bytes_down, time.perf_counter() - t0)
-        if not np.all(np.isfinite(loss)):
-            bad = np.flatnonzero(~np.isfinite(loss)).tolist()
-            raise DivergenceError(
-                f"training diverged at round {r}: non-finite loss for clients {bad[:8]}; "
-                f"lower learning_rate (now {config.learning_rate:g})")
+        check_finite(loss, r, config)
         if bar is not None:
             score = {"acc" if fed.task == "classification" else "rmse": f"{np.mean(acc):.3f}"}
             bar.set_postfix(loss=f"{np.mean(loss):.3f}", **score, clusters=state.n_clusters)
@@ -118,6 +114,14 @@ def run(config: Config, progress: bool = False, federation=None, out=None) -> Re
     if out is not None:
         save_run(result, out)
     return result
+
+
+def check_finite(loss, r: int, config: Config, skip=()):
+    """Raise :class:`DivergenceError` if a client's loss (clients in ``skip`` aside) is not finite."""
+    bad = np.flatnonzero(~np.isfinite(loss) & ~np.isin(np.arange(len(loss)), list(skip)))
+    if bad.size:
+        raise DivergenceError(f"training diverged at round {r}: non-finite loss for clients {bad[:8].tolist()}; "
+                              f"lower learning_rate (now {config.learning_rate:g})")
 
 
 def _record(rows, r, state, trainer, fed, up, down, seconds):

@@ -330,7 +330,7 @@ def run_on_grid(grid, config, out=None, timeout: float = DEFAULT_TIMEOUT, min_av
     """
     import pandas as pd
 
-    from ..experiment import DivergenceError, build_context, federation_from, summarize, validate
+    from ..experiment import _progress_bar, build_context, check_finite, federation_from, summarize, validate
     from ..methods import make_method
     from ..results import Result, atomic_file, save_run
 
@@ -358,10 +358,7 @@ def run_on_grid(grid, config, out=None, timeout: float = DEFAULT_TIMEOUT, min_av
     names = METRICS[fed.task]
     evaluate = lambda r: r % evaluate_every == 0 or r == config.rounds  # noqa: E731
     _record(rows, 0, state, trainer, fed, names, zeros, zeros, time.perf_counter() - start, evaluate(0))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=config.rounds, desc=f"{config.method} (flower)", unit="round", leave=False)
+    bar = _progress_bar(config.rounds, progress, f"{config.method} (flower)")
     for r in range(1, config.rounds + 1):
         t0 = time.perf_counter()
         trainer.begin_round(r, state.client_models())
@@ -370,10 +367,8 @@ def run_on_grid(grid, config, out=None, timeout: float = DEFAULT_TIMEOUT, min_av
         diagnostics.append({"round": r, **info.diagnostics})
         loss = _record(rows, r, state, trainer, fed, names, info.bytes_up, info.bytes_down, time.perf_counter() - t0,
                        evaluate(r))
-        bad = np.flatnonzero(~np.isfinite(loss) & ~np.isin(np.arange(fed.n_clients), list(trainer.dropped)))
-        if evaluate(r) and bad.size:
-            raise DivergenceError(f"training diverged at round {r}: non-finite loss for clients {bad[:8].tolist()}; "
-                                  f"lower learning_rate (now {config.learning_rate:g})")
+        if evaluate(r):
+            check_finite(loss, r, config, skip=trainer.dropped)
         status(r, done=True)
         if bar is not None:
             bar.update(1)

@@ -56,28 +56,25 @@ class Config:
     seed: int = 0  # seeds the federation, the model initialisation and the batch order
 
     def __post_init__(self):
-        for name, value in (("clients", self.clients), ("groups", self.groups), ("rounds", self.rounds),
-                            ("local_epochs", self.local_epochs), ("batch_size", self.batch_size)):
-            if name != "rounds" and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if self.rounds < 0:
-            raise ValueError(f"rounds must be >= 0, got {self.rounds}")
-        for name in ("learning_rate", "test_fraction", "alpha", "noise", "mu"):
-            value = getattr(self, name)
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.mu < 0:
-            raise ValueError(f"mu must be >= 0, got {self.mu}")
-        for name in ("clusters", "distance_threshold"):
+        for f in fields(self):  # every number finite: NaN or infinity means nothing here
+            value = getattr(self, f.name)
+            numbers = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+                raise ValueError(f"{f.name} must be a finite number, got {value}")
+        for name, low in INT_MINIMUM.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}{INT_MEANING.get(name, '')}, got {getattr(self, name)}")
+        for name, (low, high) in OPEN_RANGES.items():
+            if not low < getattr(self, name) < high:
+                raise ValueError(f"{name} must be in ({low:g}, {high:g}), got {getattr(self, name)}")
+        for name in ("learning_rate", "alpha", "quantity_exponent"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("noise", "mu", "distance_threshold", "eps1", "eps2"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("min_cluster_size", "subspace_dim", "probe_size", "restarts"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup_rounds < -1:
-            raise ValueError(f"warmup_rounds must be >= 0 (or -1 for the method's own), got {self.warmup_rounds}")
+        if any(r <= 0 for r in self.quantity_ratios):
+            raise ValueError(f"quantity_ratios must all be > 0, got {list(self.quantity_ratios)}")
         if any(int(h) < 1 for h in self.hidden):
             raise ValueError(f"hidden layer sizes must be >= 1, got {list(self.hidden)}")
 
@@ -97,6 +94,14 @@ class Config:
 
 
 FIELDS = {f.name: f for f in fields(Config)}
+# the smallest value of every integer field (and what a special value means)
+INT_MINIMUM = {"clients": 1, "groups": 1, "samples_per_client": 0, "classes_per_client": 1, "removed_classes": 0,
+               "rounds": 0, "local_epochs": 1, "batch_size": 1, "clusters": 0, "warmup_rounds": -1,
+               "min_cluster_size": 1, "subspace_dim": 1, "probe_size": 1, "restarts": 1, "seed": 0}
+INT_MEANING = {"clusters": " (0: as many as the planted groups)", "warmup_rounds": " (-1: the method's own)",
+               "samples_per_client": " (0: split the dataset)", "removed_classes": " (0: classes // groups)"}
+OPEN_RANGES = {"test_fraction": (0.0, 1.0)}
+assert set(INT_MINIMUM) == {f.name for f in fields(Config) if type(f.default) is int}, "every int field has a minimum"
 
 
 def coerce(name: str, value: Any):
@@ -110,21 +115,36 @@ def coerce(name: str, value: Any):
                 if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
                     raise ValueError
                 return value.lower() in ("true", "1", "yes")
+            if value not in (True, False):  # 0 and 1 count, other numbers do not
+                raise ValueError
             return bool(value)
         if isinstance(default, tuple):
             items = value.split(",") if isinstance(value, str) else list(value)
             kind = int if name == "hidden" else float
-            return tuple(kind(v) for v in items if str(v).strip() != "")
-        if isinstance(default, int):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        kind = type(default).__name__
+            return tuple(_number(kind, v) for v in items if str(v).strip() != "")
+        if isinstance(default, (int, float)):
+            return _number(type(default), value)
+        if not isinstance(value, str):  # e.g. a number in a config.json where a name belongs
+            raise ValueError
+        return value
+    except (TypeError, ValueError, OverflowError):
+        kind = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+                "tuple": "a comma list of numbers"}[type(default).__name__]
         raise ValueError(f"option {name!r} expects {kind}, got {value!r}") from None
+
+
+def _number(kind, value):
+    """``value`` as an ``int`` or ``float``; booleans are not numbers, an int must be whole."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError
+    if isinstance(value, str):
+        value = value.strip()
+        return int(value) if kind is int else float(value)
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return int(value)
+    return float(value)
 
 
 def help_text(name: str) -> str:

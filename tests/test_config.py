@@ -16,9 +16,9 @@ def test_cli_strings_are_coerced_to_field_types():
 
 
 @pytest.mark.parametrize("name, value, message", [
-    ("clients", "many", "option 'clients' expects int, got 'many'"),
-    ("rounds", 2.5, "expects int"),
-    ("jit_compile", "maybe", "expects bool"),
+    ("clients", "many", "option 'clients' expects an integer, got 'many'"),
+    ("rounds", 2.5, "expects an integer"),
+    ("jit_compile", "maybe", "expects true or false"),
     ("colour", "red", "unknown option 'colour'; choose one of: dataset, scenario"),
 ])
 def test_bad_values_name_the_option(name, value, message):

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 from .config import FIELDS, Config, coerce, help_text
 
@@ -44,16 +45,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="start from a run's config.json (re-run it); other options override it")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set any config field, e.g. --set groups=4 --set alpha=0.3 (repeatable)")
-    r.add_argument("--out", default=None, help="run directory to write (default: runs/<method>-<scenario>-s<seed>)")
+    r.add_argument("--out", default=None, help="run directory to write (default: runs/<method>-<scenario>-s<seed>); "
+                                                "an earlier run there is replaced, anything else is refused")
+    _add_force(r, "run")
     _add_progress(r)
 
     sub.add_parser("list", help="list datasets, scenarios, models and methods")
 
     d = sub.add_parser("demo", help="FedAvg vs oracle vs local on rotated digits: the built-in default job")
     d.add_argument("--out", default="runs/demo", help="directory for the runs and the comparison table")
-    d.add_argument("--rounds", type=int, default=20, help="communication rounds (default: 20)")
+    d.add_argument("--rounds", type=count(0), default=20, help="communication rounds (default: 20)")
     d.add_argument("--scenario", default="rotation", help="planted scenario (default: rotation)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=count(0), default=0, help="seed (default: 0)")
+    _add_force(d, "run")
     _add_progress(d)
 
     dd = sub.add_parser("data", help="the real datasets: list what is available, fetch (download and verify)")
@@ -79,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="fix a config field for every cell, e.g. --set rounds=10 (repeatable)")
     c.add_argument("--out", default="runs/compare",
                    help="directory for cells/, results.csv, ari_per_round.csv, table.md (default: runs/compare)")
-    c.add_argument("--workers", type=int, default=None,
+    c.add_argument("--workers", type=count(1), default=None,
                    help="worker processes (default: cores, at most one per cell; 1: run in this process)")
     _add_progress(c)
 
@@ -87,6 +91,26 @@ def _parser() -> argparse.ArgumentParser:
         ext = importlib.import_module(module)
         ext.add_arguments(sub.add_parser(name, help=ext.HELP, description=ext.HELP))
     return p
+
+
+def count(low: int):
+    """An argparse type: an integer >= ``low`` (the error names the option and the range)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expects an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = "int"
+    return parse
+
+
+def _add_force(p, what: str):
+    p.add_argument("--force", action="store_true",
+                   help=f"replace an earlier {what} at --out even if it holds files cflkit did not write for it "
+                        f"(they are kept); never replaces anything cflkit did not write")
 
 
 def _add_progress(p):
@@ -105,13 +129,9 @@ def config_from_args(args) -> Config:
         changes[key.strip()] = value
     base = Config()
     if args.config:
-        import json
-        from pathlib import Path
+        from .results import read_config
 
-        try:
-            base = Config.from_dict(json.loads(Path(args.config).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"cannot read --config {args.config!r}: {e}") from None
+        base = read_config(args.config)  # ValueError naming the file and what is wrong with it
     return base.replace(**{k: coerce(k, v) for k, v in changes.items()})
 
 
@@ -174,33 +194,43 @@ def summary_table(summaries: list[dict]) -> str:
 def cmd_run(args) -> int:
     from .experiment import run, validate
 
+    from .outputs import check_output, read_manifest
+
     config = config_from_args(args)
     validate(config)
     out = args.out or f"runs/{config.method}-{config.scenario}-s{config.seed}"
+    check_output(out, "run", force=args.force)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    result = run(config, progress=progress, out=out)
+    result = run(config, progress=progress, out=out, force=args.force)
     print(result.federation.description)
     print(summary_table([result.summary]))
-    print(f"wrote {out}/ (config.json, history.csv, summary.json)")
+    written = sorted(read_manifest(out).files)
+    print(f"wrote {out}/ ({', '.join(written)})")
     return 0
 
 
 def cmd_demo(args) -> int:
     import json
-    from pathlib import Path
 
-    from .experiment import federation_from, run
+    from .experiment import federation_from, run, validate
+    from .outputs import TARGETS, check_output, mark
     from .results import write_text_atomic
 
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     base = Config(scenario=args.scenario, rounds=args.rounds, seed=args.seed)
-    base.replace()  # validates
+    validate(base)
+    methods = ("fedavg", "oracle", "local")
+    check_output(args.out, "demo")
+    for method in methods:
+        check_output(Path(args.out) / method, "run", force=args.force, option="")
     fed = federation_from(base)
     print(fed.description)
     summaries = []
-    for method in ("fedavg", "oracle", "local"):
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    mark(args.out, "demo", TARGETS["demo"])
+    for method in methods:
         config = base.replace(method=method)
-        result = run(config, progress=progress, federation=fed, out=Path(args.out) / method)
+        result = run(config, progress=progress, federation=fed, out=Path(args.out) / method, force=args.force)
         summaries.append(result.summary)
     table = summary_table(summaries)
     print(table)
@@ -302,11 +332,19 @@ def cmd_data(args) -> int:
     return FAILURE if failed else 0
 
 
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
 def main(argv=None) -> int:
     from .experiment import DivergenceError
+    from .outputs import WriteError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # a usage error (already printed, one line) or --help: its exit code
+        return e.code if isinstance(e.code, int) else USAGE_ERROR
     try:
         if args.command == "list":
             return cmd_list()
@@ -320,10 +358,17 @@ def main(argv=None) -> int:
             return importlib.import_module(EXTENSIONS[args.command]).main(args)
         return cmd_demo(args)
     except ValueError as e:
-        print(f"cflkit: error: {e}", file=sys.stderr)
+        print(f"cflkit: error: {_one_line(e)}", file=sys.stderr)
         return USAGE_ERROR
-    except DivergenceError as e:
-        print(f"cflkit: error: {e}", file=sys.stderr)
+    except (DivergenceError, WriteError) as e:
+        print(f"cflkit: error: {_one_line(e)}", file=sys.stderr)
+        return FAILURE
+    except OSError as e:  # the file system refused (permissions changed, a device went away): no traceback
+        if os.environ.get("CFLKIT_DEBUG"):
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        print(f"cflkit: error: {e.strerror or _one_line(e)}{where} (CFLKIT_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
         return FAILURE
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()

@@ -214,16 +214,36 @@ def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | No
     recorded in ``error`` and the others go on. ``progress`` shows a bar over cells
     (default: when stderr is a terminal).
     """
+    from .outputs import MANIFEST, TARGETS, WriteError, check_output, make_dirs, mark, remove_made
+
     cells = expand_grid(grid, base)
-    if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     progress = sys.stderr.isatty() if progress is None else progress
     out_dir = Path(out_dir)
+    check_output(out_dir, "compare")
     cells_dir = out_dir / "cells"
-    pending = _resume(cells, cells_dir)
-    log.info("compare: %d cells, %d to run", len(cells), len(pending))
-    errors = _run_cells(pending, cells_dir, workers, progress, done=len(cells) - len(pending))
+    made = make_dirs(cells_dir)  # removed again if the device is full before anything is written
+    try:
+        mark(out_dir, "compare", TARGETS["compare"])
+        pending = _resume(cells, cells_dir)
+        log.info("compare: %d cells, %d to run", len(cells), len(pending))
+        errors = _run_cells(pending, cells_dir, workers, progress, done=len(cells) - len(pending))
+        _write_tables(grid, base, cells, out_dir, errors)
+    except (WriteError, OSError):  # nothing half-made stays: the directories this call created go if empty
+        if out_dir in made:
+            (out_dir / MANIFEST).unlink(missing_ok=True)
+        remove_made(made)
+        raise
+    if errors:
+        lines = "\n".join(f"  {cid}: {err}" for cid, err in errors.items())
+        log.warning("compare: %d of %d cells failed:\n%s", len(errors), len(cells), lines)
+    return results_table(cells, cells_dir, errors)
 
+
+def _write_tables(grid: dict, base: Config, cells: list, out_dir: Path, errors: dict):
+    """``results.csv``, ``ari_per_round.csv``, ``table.md`` and ``grid.json``, each atomically."""
+    cells_dir = out_dir / "cells"
     results = results_table(cells, cells_dir, errors)
     per_round = per_round_table(cells, cells_dir, errors)
     with atomic_file(out_dir / "results.csv") as tmp:
@@ -234,10 +254,6 @@ def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | No
     write_text_atomic(out_dir / "grid.json", json.dumps(
         {"grid": {k: [_label(v) for v in _values(k, vs)] for k, vs in grid.items()}, "base": base.to_dict()},
         indent=2) + "\n")
-    if errors:
-        lines = "\n".join(f"  {cid}: {err}" for cid, err in errors.items())
-        log.warning("compare: %d of %d cells failed:\n%s", len(errors), len(cells), lines)
-    return results
 
 
 def _resume(cells: list[Cell], cells_dir: Path) -> list[Cell]:
@@ -265,11 +281,13 @@ def _resume(cells: list[Cell], cells_dir: Path) -> list[Cell]:
 
 def _run_config(path: Path) -> Config | None:
     """The config of the complete run in ``path``, or None."""
+    from .results import read_config
+
     if not all((path / f).is_file() for f in RUN_FILES):
         return None
     try:
-        return Config.from_dict(json.loads((path / "config.json").read_text()))
-    except (OSError, ValueError, TypeError):
+        return read_config(path / "config.json")
+    except ValueError:  # unreadable: the cell is run again
         return None
 
 
@@ -308,12 +326,12 @@ def _run_pool(cells, cells_dir, n: int, bar) -> dict:
     threads = max(1, available_cores() // n)
     errors = {}
     pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(threads,))
+                               initializer=_init_worker, initargs=(threads, os.getpid()))
     try:
         futures = {pool.submit(run_cell, cell.config, cells_dir / cell.id, True): cell for cell in cells}
         for future in as_completed(futures):
             try:
-                error = future.result()
+                error = future.result()  # a full device (WriteError) ends the grid: raised here
             except BrokenProcessPool:
                 error = ("BrokenProcessPool: a worker process died (out of memory? or a script calling "
                          "compare() without `if __name__ == '__main__':`); run again to resume")
@@ -332,8 +350,12 @@ def run_cell(config: Config, out, fresh_session: bool = False) -> str | None:
     """Run one cell into ``out``; return None, or its error as one line."""
     from . import experiment
 
+    from .outputs import WriteError
+
     try:
         experiment.run(config, out=out)
+    except WriteError:  # a full device is not this cell's fault: it ends the grid
+        raise
     except Exception as e:  # noqa: BLE001 — one cell's failure must not end the grid
         return one_line(e)
     finally:
@@ -356,10 +378,14 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker(threads: int):
-    """Worker start: import TensorFlow once for all the cells this worker runs, with its
-    thread pools limited (only possible before its runtime starts)."""
+def _init_worker(threads: int, parent: int | None = None):
+    """Worker start: exit with the parent (a killed ``compare`` leaves no worker behind);
+    import TensorFlow once for all the cells this worker runs, with its thread pools
+    limited (only possible before its runtime starts)."""
     from ._tf import keras, tf
+    from .processes import die_with_parent
+
+    die_with_parent(parent)
 
     tf(threads=threads)
     keras()

@@ -69,20 +69,26 @@ def build_context(config: Config, federation):
     return Context(federation, trainer, config, method_rng(config.seed), initial_weights(lambda: model))
 
 
-def run(config: Config, progress: bool = False, federation=None, out=None) -> Result:
+def run(config: Config, progress: bool = False, federation=None, out=None, force: bool = False) -> Result:
     """Run ``config`` and return its :class:`~cflkit.results.Result`; write it to ``out`` if given.
 
     Round 0 records the untrained starting point; rounds 1..R follow the method.
-    Raises ``ValueError`` for bad input (before training starts) and
-    :class:`DivergenceError` if a loss becomes non-finite.
+    Raises ``ValueError`` for bad input, an ``out`` that may not be written (see
+    :mod:`cflkit.outputs`; ``force`` keeps entries a run did not write) included, before
+    training starts, and :class:`DivergenceError` if a loss becomes non-finite.
     """
     import pandas as pd
 
     from .methods import make_method
 
     validate(config)
+    if out is not None:
+        from .outputs import check_output
+
+        check_output(out, "run", force=force, option="out")
     fed = federation if federation is not None else federation_from(config)
     method = make_method(config)
+    check_fits(method, config, fed)
     ctx = build_context(config, fed)
     trainer = ctx.trainer
     log.info("run %s on %s", config.method, fed.description)
@@ -112,8 +118,18 @@ def run(config: Config, progress: bool = False, federation=None, out=None) -> Re
     summary = summarize(history, fed, config, wall)
     result = Result(config, history, summary, federation=fed, state=state, diagnostics=diagnostics)
     if out is not None:
-        save_run(result, out)
+        save_run(result, out, force=force)
     return result
+
+
+def check_fits(method, config: Config, fed):
+    """Refuse parameters that the federation's data cannot satisfy, before training."""
+    if getattr(method, "representation", "") == "subspace":
+        dim = int(np.prod(fed.input_shape))
+        smallest = int(min(len(rows) for rows in fed.train_index))
+        if config.subspace_dim > min(dim, smallest):
+            raise ValueError(f"subspace_dim={config.subspace_dim} exceeds what the data allow: {dim} features and "
+                             f"{smallest} training samples in the smallest client; choose 1..{min(dim, smallest)}")
 
 
 def check_finite(loss, r: int, config: Config, skip=()):

@@ -58,6 +58,13 @@ def test_a_run_without_models_says_re_run_it(swap_run, tmp_path, capsys):
     shutil.copytree(swap_run, old, ignore=shutil.ignore_patterns("models.npz", "explain"))
     assert main(["explain", str(old), "--probes", "0"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "models.npz" in err and "re-run it: cflkit run --config" in err
+    assert err.count("\n") == 1 and "models.npz" in err and "re-run it into a new directory" in err
+    # the advice works as typed: a new run directory (the old run is left as it is), then its report
+    advice = err.split("and explain that one: ")[1].strip()
+    rerun, explain = (part.split()[1:] for part in advice.split(" && "))
+    assert main(rerun + ["--no-progress"]) == 0 and main(explain + ["--probes", "0", "--no-progress"]) == 0
+    assert sorted(p.name for p in old.iterdir()) == sorted(p.name for p in swap_run.iterdir() if p.name not in
+                                                            ("models.npz", "explain"))
+    assert (tmp_path / "old-again" / "explain" / "report.md").is_file()
     assert main(["explain", str(swap_run), "--probes", "-1"]) == 2
-    assert "probes must be >= 0" in capsys.readouterr().err
+    assert "argument --probes: must be >= 0, got -1" in capsys.readouterr().err

@@ -40,7 +40,7 @@ def test_a_failed_write_leaves_the_previous_run_intact(tmp_path, monkeypatch):
 def test_refuses_to_overwrite_a_directory_that_is_not_a_run(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "thesis.tex").write_text("precious")
-    with pytest.raises(ValueError, match="non-empty directory that holds no run"):
+    with pytest.raises(ValueError, match="a directory that cflkit did not write and it is not empty"):
         save_run(_result(), tmp_path / "notes")
 
 

@@ -25,7 +25,11 @@ SEPARATING_SHOWN = 8  # separating descriptors listed when membership cannot be 
 def load_explainable_run(run_dir):
     """``(result, federation)`` of a run directory, with clear errors for a directory that
     is not a run and for a run written before runs kept their models."""
-    from ..experiment import federation_from
+    result = _load_result(run_dir)
+    return result, _rebuild_federation(result, run_dir)
+
+
+def _load_result(run_dir):
     from ..results import MODELS_FILE, load_run
 
     path = Path(run_dir)
@@ -33,23 +37,42 @@ def load_explainable_run(run_dir):
         raise ValueError(f"{str(path)!r} is not a run directory: no such directory")
     result = load_run(path)  # ValueError naming the missing files
     if result.state is None:
+        again = path.with_name(path.name + "-again")
         raise ValueError(f"run {str(path)!r} has no {MODELS_FILE} (written by runs before the cluster models were "
-                         f"saved); re-run it: cflkit run --config {path / 'config.json'} --out {path}")
+                         f"saved); re-run it into a new directory and explain that one: cflkit run --config "
+                         f"{path / 'config.json'} --out {again} && cflkit explain {again}")
+    return result
+
+
+def _rebuild_federation(result, run_dir):
+    from ..experiment import federation_from
+
+    path = Path(run_dir)
     fed = federation_from(result.config)
     if len(result.state.assignment) != fed.n_clients:
         raise ValueError(f"run {str(path)!r}: {len(result.state.assignment)} assignments for {fed.n_clients} clients; "
                          f"its federation cannot be rebuilt from config.json")
-    return result, fed
+    return fed
 
 
-def explain_run(run_dir, out=None, *, probes: int = 20, seed: int = 0, progress: bool = False) -> dict:
+def explain_run(run_dir, out=None, *, probes: int = 20, seed: int = 0, progress: bool = False,
+                force: bool = False) -> dict:
     """Explain run ``run_dir`` into ``out`` (default ``run_dir/explain``); returns the
-    quality numbers (what ``quality.json`` holds) with ``"out"``, the directory written."""
-    if probes < 0:
-        raise ValueError(f"probes must be >= 0 (0 skips layer (b)), got {probes}")
+    quality numbers (what ``quality.json`` holds) with ``"out"``, the directory written.
+
+    ``out`` may be new, empty or an earlier report; anything else is refused before any
+    work (:mod:`cflkit.outputs`; ``force`` keeps entries a report did not write)."""
+    from ..outputs import check_output
+
+    for name, value in (("probes", probes), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0{' (0 skips layer (b))' if name == 'probes' else ''}, "
+                             f"got {value!r}")
     start = time.perf_counter()
-    result, fed = load_explainable_run(run_dir)
     out = Path(out) if out is not None else Path(run_dir) / "explain"
+    result = _load_result(run_dir)  # a run that cannot be read is named first
+    check_output(out, "explain", force=force, option="--out")
+    fed = _rebuild_federation(result, run_dir)
     state, config = result.state, result.config
     assignment = np.asarray(state.assignment).astype(int)
     k = state.n_clusters
@@ -209,18 +232,18 @@ def explain_run(run_dir, out=None, *, probes: int = 20, seed: int = 0, progress:
     doc.table(_frame({"number": list(flat), "value": [str(_fmt(v)) for v in flat.values()]}), None)
     quality["seconds"] = round(time.perf_counter() - start, 2)
     quality["out"] = str(out)
-    _write(out, doc, tables, figures, quality)
+    _write(out, doc, tables, figures, quality, force)
     return quality
 
 
 # -- writing ------------------------------------------------------------------------------
-def _write(out: Path, doc, tables: dict, figures: dict, quality: dict):
+def _write(out: Path, doc, tables: dict, figures: dict, quality: dict, force: bool = False):
     """Everything into a temporary sibling of ``out``, then renamed into place."""
     import matplotlib.pyplot as plt
 
     from ..plots import save
 
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, "explain", force=force) as tmp:
         for name, t in tables.items():
             (tmp / "tables").mkdir(exist_ok=True)
             t.to_csv(tmp / "tables" / f"{name}.csv", index=False)

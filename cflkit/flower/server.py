@@ -332,11 +332,15 @@ def run_on_grid(grid, config, out=None, timeout: float = DEFAULT_TIMEOUT, min_av
 
     from ..experiment import _progress_bar, build_context, check_finite, federation_from, summarize, validate
     from ..methods import make_method
-    from ..results import Result, atomic_file, save_run
+    from ..results import Result, save_run
 
     validate(config)
     if evaluate_every < 1:
         raise ValueError(f"evaluate_every must be >= 1, got {evaluate_every}")
+    if out is not None:
+        from ..outputs import check_output
+
+        check_output(out, "run", option="out")
     fed = federation_from(config)
     method = make_method(config)
     ctx = build_context(config, fed)
@@ -382,10 +386,7 @@ def run_on_grid(grid, config, out=None, timeout: float = DEFAULT_TIMEOUT, min_av
     result = Result(config, history, summary, federation=fed, state=state, diagnostics=diagnostics)
     result.events = pd.DataFrame(trainer.events, columns=["round", "event", "client", "node", "time", "why"])
     if out is not None:
-        save_run(result, out)
-        from pathlib import Path
-        with atomic_file(Path(out) / "flower_events.csv") as tmp:
-            result.events.to_csv(tmp, index=False)
+        save_run(result, out, extra={"flower_events.csv": result.events.to_csv(index=False).encode()})
     status(config.rounds, done=True, finished=True)
     return result
 
@@ -460,8 +461,13 @@ def simulate(config, out=None, evaluate_every: int = 1, cpus_per_client: float =
     require_flwr()
     from flwr.simulation import run_simulation
 
+    from ..experiment import validate
+    from ..outputs import check_output
     from .client import make_client_app
 
+    validate(config)
+    if out is not None:
+        check_output(out, "run", option="--out")  # before Ray starts, not after the run
     n = federation_from(config).n_clients
     results: list = []
     server = make_server_app(config, out=out, timeout=timeout, evaluate_every=evaluate_every, results=results)

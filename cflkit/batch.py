@@ -22,14 +22,27 @@ run twice; a changed notebook or parameter is a new key. A run executes in a tem
 directory (``.tmp/``) with ``cwd`` there and ``out_dir = "out"``, and is renamed into place
 only when the notebook finished and wrote every declared figure and table; a failed run
 goes to ``failed/<entry>-<key>/`` (its executed notebook kept for reading) and is retried on
-the next batch; an interrupted run leaves only ``.tmp/``, which the next batch clears. One
-batch at a time per experiment (a lock file). ``index.csv`` lists every planned run with
-its status, parameters, seed, versions and wall time; it is rewritten atomically from the
-run directories, so it never disagrees with them.
+the next batch; an interrupted run leaves only ``.tmp/`` (shown as ``interrupted`` once its
+worker is dead), which the next batch clears. ``index.csv`` lists every planned run with its
+status, parameters, seed, versions and wall time; it is computed from the run directories and
+rewritten atomically by every batch (at its start and after each run) and every dry run.
+
+Bad input is refused before anything runs, naming the field: names that are not plain names
+(the experiment's name becomes a directory), timeouts that are not positive integers, and
+parameters that the notebook's ``parameters`` cell does not declare or whose values do not
+fit its annotation (``clients: int = 16``). File-level ``parameters`` are defaults: each
+goes to the entries whose notebook declares it. Nothing is deleted or renamed over unless it
+resolves inside the experiment's directory.
+
+One batch at a time per experiment, its workers counted: the batch holds ``.lock`` and each
+worker holds ``.lock-workers`` (shared) for its lifetime; a new batch needs both. Workers
+are processes (spawn) that die with the batch (:func:`cflkit.processes.die_with_parent`);
+each papermill run starts its own ``python3`` kernel, which exits within a second of its
+worker (ipykernel's parent poller); a new batch also ends any process left with its
+experiment's mark (``CFLKIT_BATCH_DIR`` in the environment of the workers' kernels).
 
 The environment is passed through to the kernels (``CFLKIT_OFFLINE_DIRS`` for the real
-datasets). Workers are processes (spawn); each papermill run starts its own ``python3``
-kernel, so notebooks that have their own ``workers`` parameter should get 1 here.
+datasets). Notebooks that have their own ``workers`` parameter should get 1 here.
 """
 from __future__ import annotations
 
@@ -39,14 +52,17 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .processes import die_with_parent, pid_alive
 from .results import write_text_atomic
 
 HELP = "run notebooks over parameter grids with papermill (experiments/*.yaml), resumably; then the paper's figures"
@@ -56,6 +72,15 @@ ENTRY_KEYS = ("name", "notebook", "parameters", "grid", "overrides", "figures", 
 FILE_KEYS = ("name", "timeout", "parameters", "paper", "runs")
 SET_BY_BATCH = ("out_dir",)  # parameters batch sets itself, not part of a run's key
 DEFAULT_TIMEOUT = 1800
+NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")  # a plain directory name: no '/', not '.', '..', '.x'
+ENV_MARK = "CFLKIT_BATCH_DIR"  # set in workers (so in their kernels' environment): the experiment directory
+WORKERS_LOCK = ".lock-workers"
+OWNER = "owner.json"  # in a run's .tmp/ directory: the pid and start time of the worker running it
+TYPES = {  # papermill's inferred_type_name (the annotation) -> the check a value must pass; others unchecked
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str), "bool": lambda v: isinstance(v, bool),
+    "list": lambda v: isinstance(v, list), "dict": lambda v: isinstance(v, dict)}
 INDEX_COLUMNS = ("entry", "label", "key", "status", "seed", "wall_seconds", "started", "notebook", "path",
                  "executed", "error", "parameters", "versions")
 
@@ -71,6 +96,8 @@ class Entry:
     figures: tuple = ()
     tables: tuple = ()
     timeout: int = DEFAULT_TIMEOUT
+    where: str = ""  # its place in the experiment file, e.g. "runs[1]" (for error messages)
+    inherited: tuple = ()  # names in `parameters` that came from the file-level defaults
 
 
 @dataclass(frozen=True)
@@ -114,14 +141,55 @@ def _mapping(what: str, value) -> dict:
     return dict(value)
 
 
+def check_name(what: str, value) -> str:
+    """``value`` as a plain name (letters, digits, '-', '_', '.' but not first): it becomes a directory
+    name, and a name like ``/abs``, ``..`` or ``a/b`` would put (and later delete) runs elsewhere."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not NAME.fullmatch(str(value)):
+        raise ValueError(f"{what} {value!r} must be a plain name: letters, digits, '-', '_' and '.' (not first), "
+                         f"at most 100 characters, e.g. 'paper'")
+    return str(value)
+
+
+def check_timeout(what: str, value) -> int:
+    """``value`` as papermill's cell timeout: a positive whole number of seconds (not a bool, not text)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{what} must be a positive integer number of seconds, got {value!r}")
+    return value
+
+
+def _file_names(what: str, value, relative_paths: bool = False) -> tuple:
+    """A list of ``figures`` (plain names: each becomes ``<name>.pdf`` and a file of the paper) or ``tables``
+    (relative paths inside a run's out_dir, without '..')."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ValueError(f"{what} must be a list of file names, got {value!r}")
+    for j, name in enumerate(value):
+        if relative_paths:
+            if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+                raise ValueError(f"{what}[{j}] {name!r} must be a relative path inside the run's out_dir, without '..'")
+        else:
+            check_name(f"{what}[{j}]", name)
+    return tuple(map(str, value))
+
+
 def parse_experiment(data: dict, path: Path = Path("experiment.yaml")) -> Experiment:
     """An :class:`Experiment` from the parsed YAML ``data``; ``ValueError`` on anything malformed."""
+    from .paper import PAPER_KEYS, check_paper_dir
+
     if not isinstance(data, dict):
         raise ValueError(f"{path}: an experiment file is a mapping with keys {', '.join(FILE_KEYS)}")
     _check_keys(str(path), data, FILE_KEYS)
-    name = str(data.get("name") or path.stem)
+    if data.get("name") in (None, ""):
+        name = check_name(f"{path}: the experiment's name (from the file's name; set 'name:')", path.stem)
+    else:
+        name = check_name(f"{path}: name", data["name"])
     defaults = _mapping(f"{path}: parameters", data.get("parameters"))
-    timeout = data.get("timeout", DEFAULT_TIMEOUT)
+    timeout = check_timeout(f"{path}: timeout", data.get("timeout", DEFAULT_TIMEOUT))
+    paper = _mapping(f"{path}: paper", data.get("paper"))
+    _check_keys(f"{path}: paper", paper, PAPER_KEYS)
+    if "dir" in paper:
+        check_paper_dir(paper["dir"], f"{path}: paper.dir")
     runs = data.get("runs")
     if not isinstance(runs, list) or not runs:
         raise ValueError(f"{path}: 'runs' must be a non-empty list of entries (name, notebook, grid, ...)")
@@ -133,12 +201,12 @@ def parse_experiment(data: dict, path: Path = Path("experiment.yaml")) -> Experi
         for required in ("name", "notebook"):
             if not raw.get(required):
                 raise ValueError(f"{what} has no {required!r}")
-        ename = str(raw["name"])
-        if not ename.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"{what}: entry name {ename!r} may hold only letters, digits, '-' and '_'")
+        ename = check_name(f"{what}: entry name", raw["name"])
         if ename in seen:
             raise ValueError(f"{what}: entry name {ename!r} is used twice; names must be unique")
         seen.add(ename)
+        if not isinstance(raw["notebook"], str):
+            raise ValueError(f"{what}.notebook must be a path to an .ipynb file, got {raw['notebook']!r}")
         grid = _mapping(f"{what}.grid", raw.get("grid"))
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
@@ -146,20 +214,24 @@ def parse_experiment(data: dict, path: Path = Path("experiment.yaml")) -> Experi
         overrides = raw.get("overrides") or []
         if not isinstance(overrides, list):
             raise ValueError(f"{what}.overrides must be a list of {{when: {{...}}, set: {{...}}}}")
+        sets = []
         for j, o in enumerate(overrides):
             o = _mapping(f"{what}.overrides[{j}]", o)
             _check_keys(f"{what}.overrides[{j}]", o, ("when", "set"))
             _mapping(f"{what}.overrides[{j}].when", o.get("when"))
-            _mapping(f"{what}.overrides[{j}].set", o.get("set"))
-        params = {**defaults, **_mapping(f"{what}.parameters", raw.get("parameters"))}
+            sets += _mapping(f"{what}.overrides[{j}].set", o.get("set"))
+        own = _mapping(f"{what}.parameters", raw.get("parameters"))
+        params = {**defaults, **own}
         for reserved in SET_BY_BATCH:
-            if reserved in params or reserved in grid:
+            if reserved in params or reserved in grid or reserved in sets:
                 raise ValueError(f"{what}: {reserved!r} is set by the batch runner (each run's out/); remove it")
         entries.append(Entry(
             name=ename, notebook=Path(raw["notebook"]), parameters=params, grid=grid,
-            overrides=tuple(overrides), figures=tuple(map(str, raw.get("figures") or ())),
-            tables=tuple(map(str, raw.get("tables") or ())), timeout=int(raw.get("timeout", timeout))))
-    return Experiment(name=name, path=path, entries=tuple(entries), paper=_mapping(f"{path}: paper", data.get("paper")))
+            overrides=tuple(overrides), figures=_file_names(f"{what}.figures", raw.get("figures")),
+            tables=_file_names(f"{what}.tables", raw.get("tables"), relative_paths=True),
+            timeout=check_timeout(f"{what}.timeout", raw.get("timeout", timeout)), where=f"runs[{i}]",
+            inherited=tuple(k for k in defaults if k not in own)))
+    return Experiment(name=name, path=path, entries=tuple(entries), paper=paper)
 
 
 def load_experiment(path) -> Experiment:
@@ -176,19 +248,25 @@ def load_experiment(path) -> Experiment:
     return parse_experiment(data, path)
 
 
-def expand(entry: Entry) -> list[dict]:
-    """Every grid point's parameters: the product of ``grid`` over the fixed ``parameters``,
-    then each matching override applied in order (grid order: first key varies slowest)."""
+def _expand(entry: Entry) -> tuple[list[dict], set]:
+    """The grid points' parameters and the indices of the overrides that matched at least one."""
     keys = list(entry.grid)
-    points = []
+    points, matched = [], set()
     for values in itertools.product(*(entry.grid[k] for k in keys)):
         params = {**entry.parameters, **dict(zip(keys, values))}
-        for o in entry.overrides:
+        for j, o in enumerate(entry.overrides):
             when = o.get("when") or {}
             if all(params.get(k) == v for k, v in when.items()):
                 params.update(o.get("set") or {})
+                matched.add(j)
         points.append(params)
-    return points
+    return points, matched
+
+
+def expand(entry: Entry) -> list[dict]:
+    """Every grid point's parameters: the product of ``grid`` over the fixed ``parameters``,
+    then each matching override applied in order (grid order: first key varies slowest)."""
+    return _expand(entry)[0]
 
 
 def canonical(params: dict) -> str:
@@ -210,15 +288,126 @@ def _label(entry: Entry, params: dict) -> str:
     return entry.name + (f"[{','.join(parts)}]" if parts else "")
 
 
+# ---------------------------------------------------------------- notebook parameters
+
+def _assigned_names(source: str) -> list[str]:
+    """Names assigned at the top level of Python ``source`` (empty if it does not parse)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
+            if isinstance(node, ast.AnnAssign) else []
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def notebook_parameters(notebook: Path) -> dict[str, str]:
+    """``{name: annotation}`` of the parameters that the notebook's ``parameters`` cell declares:
+    papermill's inspection (``clients: int = 16`` -> ``'int'``, ``'None'`` without annotation),
+    plus names its line parser skips (a line with two ``=``), found by parsing the cell."""
+    import nbformat
+    import papermill
+
+    try:
+        found = {n: p["inferred_type_name"] for n, p in papermill.inspect_notebook(str(notebook)).items()}
+        cells = nbformat.read(notebook, as_version=4).cells
+    except Exception as e:  # noqa: BLE001 - any unreadable notebook is bad input, reported in one line
+        raise ValueError(f"cannot read notebook {str(notebook)!r}: {type(e).__name__}: {e}") from None
+    for cell in cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            for name in _assigned_names(cell.source):
+                found.setdefault(name, "None")
+            break
+    return found
+
+
+def _declared(params: dict) -> str:
+    return ", ".join(params) if params else "none (it has no cell tagged 'parameters')"
+
+
+def _values(entry: Entry):
+    """``(field of the name, field of the value, name, value)`` for every value that the entry can pass
+    to its notebook, named as in the file (``runs[1].grid.clients[2]``)."""
+    for k, v in entry.parameters.items():
+        field_ = f"parameters.{k}" if k in entry.inherited else f"{entry.where}.parameters.{k}"
+        yield field_, field_, k, v
+    for k, values in entry.grid.items():
+        for j, v in enumerate(values):
+            yield f"{entry.where}.grid.{k}", f"{entry.where}.grid.{k}[{j}]", k, v
+    for j, o in enumerate(entry.overrides):
+        for k in o.get("when") or {}:
+            yield f"{entry.where}.overrides[{j}].when.{k}", None, k, None
+        for k, v in (o.get("set") or {}).items():
+            yield f"{entry.where}.overrides[{j}].set.{k}", f"{entry.where}.overrides[{j}].set.{k}", k, v
+
+
+def _type_error(value_field: str, name: str, annotation: str, value, entry: Entry) -> str:
+    hint = ""
+    if isinstance(value, str):
+        try:
+            float(value)
+            hint = " (YAML reads this as text: write a number such as 1.0e-3 with a dot, without quotes)"
+        except ValueError:
+            pass
+    return (f"{value_field} must be {annotation}, as notebook {str(entry.notebook)!r} declares "
+            f"'{name}: {annotation}' (entry {entry.name!r}); got {value!r} ({type(value).__name__}){hint}")
+
+
+def check_parameters(entry: Entry, declared: dict, path) -> None:
+    """Refuse a parameter that the entry's notebook does not declare (papermill would only log a
+    warning and the run would count as done) and a value that does not fit its annotation: int
+    (not bool), float (int or float), str, bool, list, dict; other annotations are not checked."""
+    for missing in SET_BY_BATCH:
+        if missing not in declared:
+            raise ValueError(f"{path}: {entry.where} (entry {entry.name!r}): notebook {str(entry.notebook)!r} declares "
+                             f"no parameter {missing!r}, which the batch sets to each run's out/ (its parameters: "
+                             f"{_declared(declared)}); add '{missing}: str = \"out\"' to its parameters cell")
+    for name_field, value_field, name, value in _values(entry):
+        if name not in declared:
+            raise ValueError(f"{path}: {name_field} (entry {entry.name!r}): notebook {str(entry.notebook)!r} declares "
+                             f"no parameter {name!r}; its parameters: {_declared(declared)}")
+        check = TYPES.get(declared[name].split("[")[0].strip().lower())
+        if value_field is not None and check is not None and not check(value):
+            raise ValueError(f"{path}: " + _type_error(value_field, name, declared[name], value, entry))
+
+
+def _with_declared_defaults(entry: Entry, declared: dict) -> Entry:
+    """The entry without the file-level defaults its notebook does not declare (a default for every
+    entry goes to those that have the parameter)."""
+    dropped = [k for k in entry.inherited if k not in declared]
+    if not dropped:
+        return entry
+    return replace(entry, parameters={k: v for k, v in entry.parameters.items() if k not in dropped},
+                   inherited=tuple(k for k in entry.inherited if k not in dropped))
+
+
 def plan(experiment: Experiment) -> list[Run]:
-    """Every run of the experiment, in file order; errors if a notebook is missing or two
+    """Every run of the experiment, in file order; ``ValueError`` if a notebook is missing, a
+    parameter is not the notebook's or does not fit it, an override matches no grid point, or two
     grid points are the same run."""
-    runs, keys = [], {}
+    runs, keys, used = [], {}, set()
+    defaults = {k for e in experiment.entries for k in e.inherited}
     for entry in experiment.entries:
+        entry = entry if entry.where else replace(entry, where=f"entry {entry.name}")
+        where = f"{experiment.path}: {entry.where}"
         if not entry.notebook.is_file():
-            raise ValueError(f"entry {entry.name!r}: notebook {str(entry.notebook)!r} does not exist")
+            raise ValueError(f"{where}: notebook {str(entry.notebook)!r} does not exist")
+        declared = notebook_parameters(entry.notebook)
+        entry = _with_declared_defaults(entry, declared)
+        used |= set(entry.inherited)
+        check_parameters(entry, declared, experiment.path)
+        points, matched = _expand(entry)
+        for j, o in enumerate(entry.overrides):
+            if j not in matched:
+                raise ValueError(f"{where}.overrides[{j}]: when {o.get('when')!r} matches no grid point of entry "
+                                 f"{entry.name!r}; grid: {canonical(entry.grid)}")
         nb_bytes = entry.notebook.read_bytes()
-        for params in expand(entry):
+        for params in points:
             key = run_key(nb_bytes, params)
             label = _label(entry, params)
             if (entry.name, key) in keys:
@@ -226,6 +415,9 @@ def plan(experiment: Experiment) -> list[Run]:
                                  f"same run (same parameters after overrides)")
             keys[(entry.name, key)] = label
             runs.append(Run(entry.name, entry.notebook, params, key, label, entry.figures, entry.tables, entry.timeout))
+    unused = sorted(defaults - used)
+    if unused:
+        raise ValueError(f"{experiment.path}: parameters.{unused[0]}: no notebook of this file declares it")
     return runs
 
 
@@ -244,22 +436,67 @@ def select(runs: list[Run], only: str | None) -> list[Run]:
 # ---------------------------------------------------------------- run directories
 
 def batch_dir(experiment: Experiment, root="runs/batch") -> Path:
-    return Path(root) / experiment.name
+    """``root/<name>``; the name is checked again, for experiments not read from a file."""
+    return Path(root) / check_name("experiment name", experiment.name)
+
+
+def _inside(path, base) -> Path:
+    """``path`` resolved (links followed); ``RuntimeError`` unless it lies strictly inside ``base``
+    (resolved too). The guard before anything is deleted or renamed over: no name, link or spec
+    can make the batch delete outside the experiment's directory."""
+    resolved, home = Path(path).resolve(), Path(base).resolve()
+    if home not in resolved.parents:
+        raise RuntimeError(f"refusing to delete or replace {str(path)!r}: it resolves to {str(resolved)!r}, "
+                           f"outside {str(home)!r}")
+    return resolved
+
+
+def _start_time(pid: int) -> str | None:
+    """When the process started (clock ticks since boot, from /proc), to tell it from a later process
+    that reuses its pid; None where /proc cannot tell."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _owner_alive(tmp: Path) -> bool:
+    """Whether the worker that ``tmp/owner.json`` names (pid and start time) is still running."""
+    try:
+        owner = json.loads((tmp / OWNER).read_text())
+        pid = int(owner["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return pid_alive(pid) and _start_time(pid) == owner.get("start")
+
+
+def _in_progress(run: Run, exp_dir: Path) -> list[Path]:
+    """The run's directories in ``.tmp/`` (``<entry>-<key>.<8 hex>``), the live one first."""
+    found = [p for p in (exp_dir / ".tmp").glob(f"{run.dirname}.*") if p.is_dir()]
+    return sorted(found, key=lambda p: not _owner_alive(p))
 
 
 def run_status(run: Run, exp_dir: Path) -> str:
-    """``done`` (its directory exists: only complete runs are renamed there), ``failed``, or ``todo``."""
+    """``done`` (its directory exists: only complete runs are renamed there), ``running`` (in ``.tmp/``,
+    its worker alive), ``interrupted`` (in ``.tmp/``, its worker dead), ``failed``, or ``todo``."""
     if (exp_dir / run.dirname / "status.json").is_file():
         return "done"
+    tmp = _in_progress(run, exp_dir)
+    if tmp:
+        return "running" if _owner_alive(tmp[0]) else "interrupted"
     if (exp_dir / "failed" / run.dirname / "status.json").is_file():
         return "failed"
     return "todo"
 
 
 def run_path(run: Run, exp_dir: Path) -> Path:
-    """Where the run's directory is: its done place, else its failed place."""
+    """Where the run's directory is: its done place, else its ``.tmp/`` place, else its failed place."""
     done = exp_dir / run.dirname
-    return done if done.is_dir() else exp_dir / "failed" / run.dirname
+    if done.is_dir():
+        return done
+    tmp = _in_progress(run, exp_dir)
+    return tmp[0] if tmp else exp_dir / "failed" / run.dirname
 
 
 def versions() -> dict:
@@ -287,14 +524,29 @@ def _seed(params: dict):
     return None
 
 
+def _make_tmp(tmp: Path) -> None:
+    """The run's temporary directory, made under a hidden name and renamed into place with its
+    ``owner.json`` (this worker's pid and start time) inside: a run seen in ``.tmp/`` always has an
+    owner to tell ``running`` from ``interrupted``."""
+    staging = tmp.with_name("." + tmp.name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "out").mkdir(parents=True)
+    write_text_atomic(staging / OWNER, json.dumps({"pid": os.getpid(), "start": _start_time(os.getpid())}) + "\n")
+    os.rename(staging, tmp)
+
+
 def execute(spec: dict) -> dict:
     """Execute one run (in a worker process): papermill into ``spec['tmp']``, then move it to
-    ``spec['final']`` when complete or to ``spec['failed']`` when not. Returns its status."""
+    ``spec['final']`` when complete or to ``spec['failed']`` when not. Returns its status.
+    Every path it deletes or replaces must resolve inside ``spec['exp_dir']`` (``RuntimeError``)."""
     import papermill
 
-    tmp, final, failed = Path(spec["tmp"]), Path(spec["final"]), Path(spec["failed"])
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "out").mkdir(parents=True)
+    exp_dir = Path(spec["exp_dir"]).resolve()
+    tmp = _inside(spec["tmp"], _inside(exp_dir / ".tmp", exp_dir))
+    final = _inside(spec["final"], exp_dir)
+    failed = _inside(spec["failed"], _inside(exp_dir / "failed", exp_dir))
+    _make_tmp(tmp)
     params = spec["parameters"]
     source = tmp / Path(spec["notebook"]).name
     source.write_text(spec["source"])
@@ -355,12 +607,12 @@ def index_table(runs: list[Run], exp_dir: Path):
     rows = []
     for r in runs:
         state = run_status(r, exp_dir)
-        path = run_path(r, exp_dir)
-        status = json.loads((path / "status.json").read_text()) if state != "todo" else {}
+        path = run_path(r, exp_dir) if state != "todo" else None
+        status = json.loads((path / "status.json").read_text()) if path and (path / "status.json").is_file() else {}
         rows.append({"entry": r.entry, "label": r.label, "key": r.key, "status": state, "seed": _seed(r.parameters),
                      "wall_seconds": status.get("wall_seconds"), "started": status.get("started", ""),
-                     "notebook": str(r.notebook), "path": str(path) if state != "todo" else "",
-                     "executed": str(path / "executed.ipynb") if state != "todo" else "",
+                     "notebook": str(r.notebook), "path": str(path) if path else "",
+                     "executed": str(path / "executed.ipynb") if path else "",
                      "error": status.get("error", ""), "parameters": canonical(r.parameters),
                      "versions": canonical(status.get("versions", {})) if status else ""})
     return pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
@@ -372,53 +624,123 @@ def write_index(runs: list[Run], exp_dir: Path) -> Path:
     return path
 
 
+# ---------------------------------------------------------------- one batch at a time, workers included
+
+def _try_flock(path: Path, how: int):
+    """``path`` opened and flock-ed (``how``: LOCK_EX or LOCK_SH) without waiting; None if it is taken."""
+    import fcntl
+
+    file = open(path, "a")
+    try:
+        fcntl.flock(file, how | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.close()
+        return None
+    return file
+
+
 class _Lock:
-    """An exclusive lock on the experiment's directory: one batch at a time."""
+    """One batch at a time per experiment, its workers counted: the batch holds ``.lock`` exclusively,
+    each worker holds ``.lock-workers`` shared for its whole life (:func:`_init_worker`). A new batch
+    needs both exclusively, so a worker that outlived a killed batch keeps the experiment locked."""
 
     def __init__(self, exp_dir: Path):
         self.path = exp_dir / ".lock"
+        self.workers = exp_dir / WORKERS_LOCK
 
     def __enter__(self):
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "w")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        self.file = _try_flock(self.path, fcntl.LOCK_EX)
+        if self.file is None:
+            raise RuntimeError(f"another batch is running on {self.path.parent} (lock {self.path})")
+        workers = _try_flock(self.workers, fcntl.LOCK_EX)
+        if workers is None:
             self.file.close()
-            raise RuntimeError(f"another batch is running on {self.path.parent} (lock {self.path})") from None
+            raise RuntimeError(f"workers of an earlier batch on {self.path.parent} are still running (they hold "
+                               f"{self.workers}; `fuser -v {self.workers}` lists them); wait for them or end them")
+        workers.close()  # free for this batch's own workers, which take it shared
         return self
 
     def __exit__(self, *exc):
         self.file.close()
 
 
+_worker_lock = None  # in a worker process: its shared lock on .lock-workers, held until it exits
+
+
+def _init_worker(batch_pid: int, exp_dir: str) -> None:
+    """Initializer of every worker process: die with the batch, hold the workers' lock shared for
+    life, and mark the environment (inherited by the kernels it starts) with the experiment."""
+    import fcntl
+
+    global _worker_lock
+    die_with_parent(batch_pid)
+    os.environ[ENV_MARK] = exp_dir
+    _worker_lock = _try_flock(Path(exp_dir) / WORKERS_LOCK, fcntl.LOCK_SH)
+    if _worker_lock is None:
+        raise RuntimeError(f"cannot take {Path(exp_dir) / WORKERS_LOCK} shared: another batch holds it")
+
+
+def marked_processes(exp_dir: Path) -> list[int]:
+    """Pids of the processes whose environment carries the experiment's mark (the kernels of its
+    workers and whatever they started), except this process; empty without /proc."""
+    mark = f"{ENV_MARK}={Path(exp_dir).resolve()}".encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if proc.name.isdigit() and int(proc.name) != os.getpid() and \
+                    mark in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return found
+
+
+def _end_leftovers(exp_dir: Path) -> None:
+    """End what an earlier, killed batch left running: with both locks held, no worker of it is alive,
+    so a process with the experiment's mark is an orphan (a kernel whose parent poller missed its
+    worker's death, e.g. one that was starting when the worker died, under a subreaper)."""
+    pids = marked_processes(exp_dir)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    if pids:
+        log.warning("ended %d processes left by an earlier batch of %s: %s", len(pids), exp_dir, pids)
+
+
 def run_batch(experiment: Experiment, workers: int = 1, only: str | None = None, progress: bool = False,
               root="runs/batch") -> tuple[list[Run], list[dict]]:
     """Execute every selected run that is not done; returns (selected runs, statuses of the
-    runs executed now). Writes ``index.csv`` after every finished run."""
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    runs executed now). Writes ``index.csv`` at the start and after every finished run."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     runs = plan(experiment)
     chosen = select(runs, only)
     exp_dir = batch_dir(experiment, root)
     with _Lock(exp_dir):
-        shutil.rmtree(exp_dir / ".tmp", ignore_errors=True)  # what an interrupted batch left
+        _end_leftovers(exp_dir)
+        interrupted = [r.label for r in chosen if run_status(r, exp_dir) == "interrupted"]
+        if interrupted:
+            log.info("%d runs were interrupted by an earlier batch; running them again", len(interrupted))
+        shutil.rmtree(_inside(exp_dir / ".tmp", exp_dir), ignore_errors=True)  # what an interrupted batch left
         todo = [r for r in chosen if run_status(r, exp_dir) != "done"]
         ver = versions()
         # each run executes a copy of the notebook taken now, so that what runs is what its key names
         # even when the notebook is edited while the batch runs (the next batch sees the new key)
         sources = {path: path.read_text() for path in {r.notebook for r in todo}}
+        home = exp_dir.resolve()
         specs = [{"entry": r.entry, "label": r.label, "key": r.key, "notebook": str(r.notebook),
                   "source": sources[r.notebook],
                   "parameters": r.parameters, "figures": list(r.figures), "tables": list(r.tables),
-                  "timeout": r.timeout, "versions": ver,
+                  "timeout": r.timeout, "versions": ver, "exp_dir": str(home),
                   # a name of its own: a kernel orphaned by a killed batch (it exits within a
                   # second, ipykernel's parent poller) can never write into a later attempt
-                  "tmp": str((exp_dir / ".tmp" / f"{r.dirname}.{uuid.uuid4().hex[:8]}").resolve()),
-                  "final": str((exp_dir / r.dirname).resolve()),
-                  "failed": str((exp_dir / "failed" / r.dirname).resolve())} for r in todo]
+                  "tmp": str(home / ".tmp" / f"{r.dirname}.{uuid.uuid4().hex[:8]}"),
+                  "final": str(home / r.dirname), "failed": str(home / "failed" / r.dirname)} for r in todo]
         log.info("%d of %d runs to do (%d done)", len(todo), len(chosen), len(chosen) - len(todo))
         statuses = []
         write_index(runs, exp_dir)
@@ -427,7 +749,7 @@ def run_batch(experiment: Experiment, workers: int = 1, only: str | None = None,
 
             bar = tqdm(total=len(specs), desc=experiment.name, unit="run", disable=not progress)
             try:
-                for status in _execute_all(specs, workers):
+                for status in _execute_all(specs, workers, home):
                     statuses.append(status)
                     write_index(runs, exp_dir)
                     bar.set_postfix_str(f"{status['label']}: {status['status']}")
@@ -438,14 +760,14 @@ def run_batch(experiment: Experiment, workers: int = 1, only: str | None = None,
     return chosen, statuses
 
 
-def _execute_all(specs: list[dict], workers: int):
-    """Yield each run's status as it finishes, from a pool of spawned worker processes
-    (even for one worker: its stderr, and so its kernels', goes to the run's log)."""
+def _execute_all(specs: list[dict], workers: int, exp_dir: Path):
+    """Yield each run's status as it finishes, from a pool of spawned worker processes that die
+    with this one (even for one worker: its stderr, and so its kernels', goes to the run's log)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with ProcessPoolExecutor(max_workers=min(workers, len(specs)),
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(os.getpid(), str(exp_dir))) as pool:
         futures = {pool.submit(execute, {**spec, "stderr_to_log": True}): spec for spec in specs}
         for future in as_completed(futures):
             spec = futures[future]
@@ -464,7 +786,8 @@ def add_arguments(p) -> None:
                                                           "and kernel (default: 1)")
     p.add_argument("--only", default=None, metavar="PATTERN",
                    help="only runs whose entry name or label matches this shell pattern, e.g. 'bench*'")
-    p.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their status (and rewrite "
+                                                          "index.csv from the run directories); run nothing")
     p.add_argument("--runs", default="runs/batch", metavar="DIR",
                    help="where run directories go: DIR/<experiment name>/ (default: runs/batch)")
     p.add_argument("--aggregate-only", action="store_true",
@@ -475,17 +798,29 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+STATES = ("done", "failed", "todo", "running", "interrupted")
+
+
 def dry_run(experiment: Experiment, only: str | None, root) -> int:
-    runs = select(plan(experiment), only)
+    """List the runs and their status; rewrite ``index.csv`` where the experiment's directory exists
+    (so that it never stays stale after a killed batch)."""
+    from .paper import paper_dir
+
+    planned = plan(experiment)
+    runs = select(planned, only)
     exp_dir = batch_dir(experiment, root)
+    states = [run_status(r, exp_dir) for r in runs]
     rows = [("status", "run", "key", "notebook")]
-    rows += [(run_status(r, exp_dir), r.label, r.key, str(r.notebook)) for r in runs]
+    rows += [(state, r.label, r.key, str(r.notebook)) for r, state in zip(runs, states)]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
-    counts = {s: sum(run_status(r, exp_dir) == s for r in runs) for s in ("done", "failed", "todo")}
-    print(f"{len(runs)} runs: {counts['done']} done, {counts['failed']} failed, {counts['todo']} to do "
+    counts = {s: states.count(s) for s in STATES}
+    extra = "".join(f", {counts[s]} {s}" for s in ("running", "interrupted") if counts[s])
+    print(f"{len(runs)} runs: {counts['done']} done, {counts['failed']} failed, {counts['todo']} to do{extra} "
           f"(run directories in {exp_dir}/)")
+    if exp_dir.is_dir():
+        write_index(planned, exp_dir)
     if experiment.paper:
         from .paper import round_time_args, round_time_csv
 
@@ -493,11 +828,13 @@ def dry_run(experiment: Experiment, only: str | None, root) -> int:
         if csv is not None:
             state = "done" if csv.is_file() else "todo"
             print(f"bench: {state}  bench/round_time.py {' '.join(round_time_args(experiment))} -> {csv}")
-        print(f"paper: aggregated into {experiment.paper.get('dir', 'paper')}/ once every run is done")
+        print(f"paper: aggregated into {paper_dir(experiment)}/ once every run is done")
     return 0
 
 
 def main(args) -> int:
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
     experiment = load_experiment(args.experiment)
     if args.dry_run:
         return dry_run(experiment, args.only, args.runs)
@@ -514,15 +851,15 @@ def main(args) -> int:
         states = [run_status(r, exp_dir) for r in chosen]
         print(f"{experiment.name}: {states.count('done')} of {len(chosen)} runs done "
               f"({len(statuses)} run now, {time.perf_counter() - start:.0f} s); index: {exp_dir / 'index.csv'}")
-        failed = [r for r, s in zip(chosen, states) if s != "done"]
-        for r in failed:
+        failed = [(r, s) for r, s in zip(chosen, states) if s != "done"]
+        for r, state in failed:
             path = run_path(r, exp_dir)
             error = json.loads((path / "status.json").read_text())["error"] if (path / "status.json").is_file() \
-                else "not run"
+                else f"{state} (not finished)"
             print(f"FAILED {r.label}: {error}\n  executed notebook: {path / 'executed.ipynb'}\n"
                   f"  log: {path / 'run.log'}", file=sys.stderr)
     if experiment.paper and not args.no_aggregate and not args.only:
-        from .paper import measure_round_time
+        from .paper import measure_round_time, paper_dir
 
         if not args.aggregate_only:
             try:
@@ -536,7 +873,7 @@ def main(args) -> int:
             from .paper import aggregate
 
             written = aggregate(experiment, root=args.runs)
-            where = experiment.paper.get("dir", "paper")
+            where = paper_dir(experiment)
             print(f"paper: wrote {len(written)} files into {where}/ (figures/, tables/, macros.tex)" if written
                   else f"paper: {where}/ is up to date")
     return 1 if failed else 0

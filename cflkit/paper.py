@@ -9,7 +9,13 @@ their ``out/`` folders (no training: only CSVs and figures are read) and writes
 * ``<paper>/tables/*.tex`` — booktabs tabulars, ``\\input`` by ``main.tex``;
 * ``<paper>/macros.tex`` — ``\\newcommand``s holding every number the text quotes, so the
   text never disagrees with the results;
-* ``<paper>/figures/provenance.csv`` — which notebook, experiment and run made each file.
+* ``<paper>/figures/provenance.csv`` — which notebook, experiment and run made each file;
+* ``<paper>/.cflkit-paper-manifest.json`` — every file above, relative to ``<paper>``: the
+  next aggregation deletes the listed files it does not write again (stale outputs), and never
+  any other file (a user's own ``figures/my_plot.pdf`` stays).
+
+``<paper>`` is the experiment's ``paper.dir`` (default ``paper``): a relative path without
+``..`` (made when missing) or an existing directory (:func:`check_paper_dir`).
 
 Entries are recognised by name: ``benchmark`` (notebook 08: methods × scenarios × seeds,
 optionally a ``dataset`` grid), ``heart`` (09), ``air`` (10), ``explain`` (11). The
@@ -38,6 +44,8 @@ ROUND_TIME_KEYS = ("clients", "samples", "epochs", "repeats", "ref_repeats", "ma
 SCENARIO_NAMES = {"label_swap": "label swap", "shards": "shards", "rotation+quantity_skew": "rotation + quantity skew",
                   "rotation": "rotation", "dirichlet": "Dirichlet", "feature_skew": "feature skew", "iid": "IID"}
 STAMP = ".aggregate-stamp"
+MANIFEST = ".cflkit-paper-manifest.json"
+PAPER_KEYS = ("dir", "round_time")  # the keys of an experiment file's `paper:`
 DATASET_CITATIONS = {"digits": "alpaydin1998digits", "mnist": "lecun1998mnist", "fashion_mnist": "xiao2017fashion",
                      "heart_disease": "janosi1988heart", "air_quality": "zhang2017beijing"}  # keys of paper/refs.bib
 
@@ -101,6 +109,63 @@ def tabular(header: list, rows: list, align: str, source: str, groups: list | No
         lines.append(" & ".join(row) + r" \\")
     lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- where the article goes
+
+def check_paper_dir(value, what: str = "paper.dir") -> Path:
+    """``paper.dir`` as a path: a relative path without ``..`` (made when missing) or a directory that
+    exists. Anything else (``/typo/paper``, ``../paper`` that is not there) is refused before the
+    runs, since the aggregation writes there."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a directory path, got {value!r}")
+    path = Path(value).expanduser()
+    if path.is_dir() or (not path.is_absolute() and ".." not in path.parts):
+        return path
+    raise ValueError(f"{what} {value!r} must be a relative path without '..' (made if missing) or an existing "
+                     f"directory")
+
+
+def paper_dir(experiment) -> Path:
+    """The experiment's article directory (``paper.dir``, default ``paper``), checked."""
+    return check_paper_dir(experiment.paper.get("dir", "paper"), "paper.dir")
+
+
+def read_manifest(paper: Path) -> list[str]:
+    """The files an earlier aggregation wrote (relative to ``paper``), from its manifest; none
+    without a readable one (then nothing is deleted)."""
+    try:
+        files = json.loads((paper / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
+
+
+def write_manifest(paper: Path, written) -> Path:
+    """List ``written`` (paths inside ``paper``) in the manifest, atomically."""
+    files = sorted(Path(p).relative_to(paper).as_posix() for p in written)
+    text = json.dumps({"note": "written by cflkit.paper: the files it made here, the only ones it deletes",
+                       "files": files}, indent=1)
+    write_text_atomic(paper / MANIFEST, text + "\n")
+    return paper / MANIFEST
+
+
+def remove_stale(paper: Path, listed: list[str], written) -> list[Path]:
+    """Delete the ``listed`` files (an earlier manifest) that this aggregation did not write again,
+    where they still lie inside ``paper`` (links followed): only the builder's own outputs go."""
+    home = paper.resolve()
+    keep = {Path(p).resolve() for p in written}
+    removed = []
+    for name in listed:
+        path = paper / name
+        if Path(name).is_absolute() or ".." in Path(name).parts or home not in path.resolve().parents:
+            log.warning("paper: manifest entry %r is not inside %s; left alone", name, paper)
+            continue
+        if path.resolve() in keep or path.is_dir() or not (path.is_file() or path.is_symlink()):
+            continue
+        path.unlink()
+        removed.append(path)
+    return removed
 
 
 # ---------------------------------------------------------------- reading runs
@@ -484,7 +549,7 @@ def aggregate(experiment, root="runs/batch", force: bool = False) -> list[Path]:
     """
     import pandas as pd
 
-    paper = Path(experiment.paper.get("dir", "paper"))
+    paper = paper_dir(experiment)
     runs = finished_runs(experiment, root)
     csv = round_time_csv(experiment, root)
     if csv is not None and not csv.is_file():
@@ -522,9 +587,7 @@ def aggregate(experiment, root="runs/batch", force: bool = False) -> list[Path]:
     written = {paper / "macros.tex", paper / "figures" / "provenance.csv", paper / "tables" / "explain_figures.tex",
                paper / "tables" / "explain.tex"}
     written |= {paper / ("tables" if f.endswith(".tex") else "figures") / f for f in table["file"]}
-    for sub, suffix in (("figures", ".pdf"), ("tables", ".tex")):  # stale outputs of earlier aggregations
-        for old in (paper / sub).glob(f"*{suffix}"):
-            if old not in written:
-                old.unlink()
+    remove_stale(paper, read_manifest(paper), written)  # outputs of earlier aggregations not made again
+    write_manifest(paper, written)
     write_text_atomic(stamp_file, stamp)
     return sorted(written)

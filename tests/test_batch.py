@@ -212,8 +212,8 @@ def test_a_killed_batch_resumes_without_lost_or_duplicated_results(tmp_path):
     before = {p.name: json.loads((p / "status.json").read_text())["started"] for p in done}
     assert sorted(counter.read_text().split()) == ["1", "2", "4"]
     exp = batch.load_experiment(exp_path)
-    assert [batch.run_status(r, exp_dir) for r in batch.plan(exp)] == ["done", "done", "todo", "done"], \
-        "the interrupted run must not look done"
+    assert [batch.run_status(r, exp_dir) for r in batch.plan(exp)] == ["done", "done", "interrupted", "done"], \
+        "the interrupted run must not look done (nor running: its worker is dead)"
 
     block.unlink()
     _, statuses = batch.run_batch(exp, workers=2, root=root)

@@ -36,7 +36,7 @@ def workspace(tmp_path_factory):
     (root / "thesis").mkdir()
     (root / "thesis" / "chapter1.tex").write_text("precious")
     (root / "analysis").mkdir()  # a user's folder holding files with the names a grid and the demo write
-    for name in ("results.csv", "comparison.txt"):
+    for name in ("results.csv", "comparison.txt", "pyproject.toml"):
         (root / "analysis" / name).write_text("mine")
     report = root / "REPORT"
     report.mkdir()
@@ -183,6 +183,13 @@ CASES = [
     (["batch", "clients_text.yaml"], "runs[0].parameters.clients", 2),
     (["batch", "undeclared.yaml"], "rounds", 2),
     (["batch", "undeclared.yaml", "--workers", "0"], "workers", 2),
+    # cflkit flower (before any process starts)
+    (["flower", "demo", "--rounds", "0"], "argument --rounds: must be >= 1, got 0", 2),
+    (["flower", "demo", "--round_timeout", "nan"], "argument --round_timeout: must be a finite number", 2),
+    (["flower", "demo", "--methods", "fedavgg"], "unknown method 'fedavgg'", 2),
+    (["flower", "demo", "--out", "notes.txt"], "--out 'notes.txt' is an existing file", 2),
+    (["flower", "demo", "--out", "RUN"], "--out 'RUN' is a run directory", 2),
+    (["flower", "app", "analysis"], "analysis", 2),
     # anything else
     (["frobnicate"], "invalid choice: 'frobnicate'", 2),
     (["data", "fetch", "nosuch"], "nosuch", 2),

@@ -7,11 +7,20 @@ SuperLink) runs the cflkit method, the ClientApps (started by each SuperNode per
 train on their client's rows. The processes talk over Flower's Fleet API on a port chosen
 at run time. Everything it started is killed on exit (it is a context manager).
 
+Only 127.0.0.1 is bound: every address option of flwr 1.42 is set explicitly, since some
+default to all interfaces (the legacy gRPC Fleet and Control APIs, ``0.0.0.0:9092`` and
+``0.0.0.0:9093``, which ``FLWR_INTERNAL_GRPC_FLEET_API=1`` / ``..._CONTROL_API=1`` switch on);
+the health servers stay off (no ``--health-server-address``). Runtime dependency
+installation is off (``--disable-runtime-dependency-installation``): by default a SuperLink
+lets every submitted app ``uv sync`` its ``pyproject.toml`` dependencies into the server's
+runtime; cflkit's app needs none (cflkit must be installed where the processes run).
+
 TLS is off by default (``--insecure``, localhost only). ``tls=True`` creates a throw-away
-certificate authority and a certificate for 127.0.0.1/localhost (with ``cryptography``) and
-starts the SuperLink with ``--ssl-ca-certfile/--ssl-certfile/--ssl-keyfile``, the
-SuperNodes with ``--root-certificates`` and the ``flwr`` connection with
-``root-certificates``; for a real deployment pass your own files the same way.
+certificate authority and a certificate for 127.0.0.1/localhost (with ``cryptography``; the
+private key is written with mode 0600 in a 0700 directory) and starts the SuperLink with
+``--ssl-ca-certfile/--ssl-certfile/--ssl-keyfile``, the SuperNodes with
+``--root-certificates`` and the ``flwr`` connection with ``root-certificates``; for a real
+deployment pass your own files the same way.
 """
 from __future__ import annotations
 
@@ -27,7 +36,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from .worker import private_dir, write_private
+
 log = logging.getLogger("cflkit.flower")
+LOCALHOST = "127.0.0.1"
 
 APP_PYPROJECT = """\
 [build-system]
@@ -60,21 +72,40 @@ min-available = 0     # clients that must be connected before round 1 (0: all)
 CONNECTION = "cflkit-local"
 
 
-def write_app(directory) -> Path:
+def write_app(directory, replace: bool = False) -> Path:
     """Write the Flower App directory (``pyproject.toml`` naming cflkit's ServerApp and
     ClientApp) that ``flwr run DIRECTORY CONNECTION`` submits. cflkit must be installed
-    where the SuperLink and SuperNodes run."""
+    where the SuperLink and SuperNodes run.
+
+    An existing ``pyproject.toml`` that is not exactly this file (a project of yours) is
+    never overwritten: ``ValueError``, choose another directory. ``replace=True`` is for
+    directories cflkit owns (:class:`LocalFederation`'s workdir)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "pyproject.toml").write_text(APP_PYPROJECT)
+    target = directory / "pyproject.toml"
+    if replace:
+        target.unlink(missing_ok=True)
+    elif os.path.lexists(target):
+        if not target.is_symlink() and target.is_file() and target.read_bytes() == APP_PYPROJECT.encode():
+            return directory  # already the app
+        raise ValueError(f"{target} exists and is not the pyproject.toml cflkit writes; not overwriting it: "
+                         f"choose another directory for the Flower app")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(APP_PYPROJECT)
     return directory
 
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((LOCALHOST, 0))
         return s.getsockname()[1]
+
+
+def local_address() -> str:
+    """``127.0.0.1:<free port>``, for an address option that must not bind all interfaces."""
+    return f"{LOCALHOST}:{free_port()}"
 
 
 def _wait_port(port: int, timeout: float, proc: subprocess.Popen, what: str):
@@ -83,7 +114,7 @@ def _wait_port(port: int, timeout: float, proc: subprocess.Popen, what: str):
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with code {proc.returncode} while starting")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((LOCALHOST, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.2)
@@ -92,7 +123,9 @@ def _wait_port(port: int, timeout: float, proc: subprocess.Popen, what: str):
 
 def make_certificates(directory) -> dict:
     """A throw-away CA and a server certificate for 127.0.0.1 / localhost: paths of
-    ``ca``, ``cert`` and ``key`` (PEM). For tests and demos only."""
+    ``ca``, ``cert`` and ``key`` (PEM). For tests and demos only. ``directory`` must be
+    private (created 0700, or an existing one of yours with mode 0700: see
+    :func:`~cflkit.flower.worker.private_dir`); every file is created afresh with mode 0600."""
     import datetime
     import ipaddress
 
@@ -101,8 +134,7 @@ def make_certificates(directory) -> dict:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_dir(directory, "remove it or choose another directory for the certificates")
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cflkit test CA")])
@@ -120,10 +152,10 @@ def make_certificates(directory) -> dict:
                            critical=False)
             .sign(ca_key, hashes.SHA256()))
     paths = {"ca": directory / "ca.crt", "cert": directory / "server.pem", "key": directory / "server.key"}
-    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+    write_private(paths["ca"], ca.public_bytes(serialization.Encoding.PEM))
+    write_private(paths["cert"], cert.public_bytes(serialization.Encoding.PEM))
+    write_private(paths["key"], key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
     return paths
 
 
@@ -159,6 +191,7 @@ class LocalFederation:
         bindir = str(Path(sys.executable).parent)  # flower-superexec etc. live beside this Python
         self.env["PATH"] = bindir + os.pathsep + self.env.get("PATH", "")
         self.env["FLWR_HOME"] = str(self.workdir / "flwr-home")
+        self.env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"  # as the flag below, for any SuperLink
 
     # -- processes -------------------------------------------------------------------------
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
@@ -179,15 +212,15 @@ class LocalFederation:
                         "--ssl-keyfile", str(self.certs["key"])]
         else:
             security = ["--insecure"]
-        self.superlink = self._spawn([str(bindir / "flower-superlink"), *security, "--host", "127.0.0.1",
-                                      "--port", str(self.port)], "superlink.log")
+        self.superlink = self._spawn([str(bindir / "flower-superlink"), *security, *self.superlink_options()],
+                                     "superlink.log")
         _wait_port(self.port, self.start_timeout, self.superlink, "flower-superlink")
         home = Path(self.env["FLWR_HOME"])
         home.mkdir(parents=True, exist_ok=True)
         security_line = (f"root-certificates = {json.dumps(str(self.certs['ca']))}" if self.tls else "insecure = true")
         (home / "config.toml").write_text(f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-                                          f'address = "127.0.0.1:{self.port}"\n{security_line}\n')
-        write_app(self.workdir / "app")
+                                          f'address = "{LOCALHOST}:{self.port}"\n{security_line}\n')
+        write_app(self.workdir / "app", replace=True)
         for c in range(self.n_clients):
             self.start_node(c)
         return self
@@ -199,10 +232,19 @@ class LocalFederation:
         bindir = Path(sys.executable).parent
         security = ["--root-certificates", str(self.certs["ca"])] if self.tls else ["--insecure"]
         self.nodes[client] = self._spawn(
-            [str(bindir / "flower-supernode"), *security, "--superlink", f"127.0.0.1:{self.port}",
-             "--port", str(free_port()), "--node-config", f"partition-id={client} num-partitions={self.n_clients}"
+            [str(bindir / "flower-supernode"), *security, "--superlink", f"{LOCALHOST}:{self.port}",
+             "--host", LOCALHOST, "--port", str(free_port()),
+             "--node-config", f"partition-id={client} num-partitions={self.n_clients}"
              + (" warm-worker=1" if self.warm_worker else "")],
             f"supernode-{client}.log")
+
+    def superlink_options(self) -> list[str]:
+        """The SuperLink's address and runtime options: every API on 127.0.0.1 (the HTTP
+        Runtime/Control/Fleet API on ``self.port``; the legacy gRPC Fleet and Control APIs,
+        which default to ``0.0.0.0``, on free ports should ``FLWR_INTERNAL_GRPC_*`` switch them
+        on) and no dependency installation for submitted apps."""
+        return ["--host", LOCALHOST, "--port", str(self.port), "--fleet-api-address", local_address(),
+                "--control-api-address", local_address(), "--disable-runtime-dependency-installation"]
 
     def kill_node(self, client: int):
         """Kill the SuperNode of ``client`` and its ClientApp processes at once (SIGKILL)."""

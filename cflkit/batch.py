@@ -608,7 +608,7 @@ def index_table(runs: list[Run], exp_dir: Path):
     for r in runs:
         state = run_status(r, exp_dir)
         path = run_path(r, exp_dir) if state != "todo" else None
-        status = json.loads((path / "status.json").read_text()) if path and (path / "status.json").is_file() else {}
+        status = _read_status(path) if path else {}
         rows.append({"entry": r.entry, "label": r.label, "key": r.key, "status": state, "seed": _seed(r.parameters),
                      "wall_seconds": status.get("wall_seconds"), "started": status.get("started", ""),
                      "notebook": str(r.notebook), "path": str(path) if path else "",
@@ -616,6 +616,18 @@ def index_table(runs: list[Run], exp_dir: Path):
                      "error": status.get("error", ""), "parameters": canonical(r.parameters),
                      "versions": canonical(status.get("versions", {})) if status else ""})
     return pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
+
+
+def _read_status(path: Path) -> dict:
+    """A run's ``status.json``; one that cannot be read is reported in the index, not raised."""
+    file = path / "status.json"
+    if not file.is_file():
+        return {}
+    try:
+        status = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return {"error": f"unreadable {file}: {' '.join(str(e).split())}"}
+    return status if isinstance(status, dict) else {"error": f"unreadable {file}: not a JSON object"}
 
 
 def write_index(runs: list[Run], exp_dir: Path) -> Path:
@@ -854,8 +866,7 @@ def main(args) -> int:
         failed = [(r, s) for r, s in zip(chosen, states) if s != "done"]
         for r, state in failed:
             path = run_path(r, exp_dir)
-            error = json.loads((path / "status.json").read_text())["error"] if (path / "status.json").is_file() \
-                else f"{state} (not finished)"
+            error = _read_status(path).get("error") or f"{state} (not finished)"
             print(f"FAILED {r.label}: {error}\n  executed notebook: {path / 'executed.ipynb'}\n"
                   f"  log: {path / 'run.log'}", file=sys.stderr)
     if experiment.paper and not args.no_aggregate and not args.only:

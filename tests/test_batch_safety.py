@@ -441,3 +441,16 @@ def test_an_existing_absolute_paper_dir_is_accepted_and_unknown_paper_keys_are_r
     assert P.paper_dir(parse_experiment(data)) == tmp_path
     with pytest.raises(ValueError, match="unknown key 'dri' in .*paper; choose from: dir, round_time"):
         parse_experiment({"paper": {"dri": "paper"}, "runs": [{"name": "a", "notebook": "a.ipynb"}]})
+
+
+def test_a_corrupt_status_file_is_reported_in_the_index_not_raised(tmp_path):
+    nb = tiny_notebook(tmp_path / "nb.ipynb")
+    exp_path = write_experiment(tmp_path, [{"name": "sq", "notebook": str(nb), "grid": {"x": [1, 2]}}])
+    runs = batch.plan(batch.load_experiment(exp_path))
+    exp_dir = tmp_path / "runs" / "t"
+    for run, text in zip(runs, ("{not json", "[1, 2]")):
+        (exp_dir / run.dirname).mkdir(parents=True)
+        (exp_dir / run.dirname / "status.json").write_text(text)
+    index = batch.index_table(runs, exp_dir)
+    assert list(index["status"]) == ["done", "done"]
+    assert index.loc[0, "error"].startswith("unreadable ") and "not a JSON object" in index.loc[1, "error"]

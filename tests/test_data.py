@@ -423,9 +423,9 @@ def test_cli_data_fetch_offline(env, capsys, tmp_path):
         raise OSError("no route to host (test)")
 
     env.setattr(cache, "download", offline)
-    assert main(["data", "fetch", "pneumoniamnist", "--no-progress"]) == 1
+    assert main(["data", "fetch", "bloodmnist", "--no-progress"]) == 1  # not among the shared offline copies
     err = capsys.readouterr().err
-    assert "pneumoniamnist.npz" in err and "zenodo.org/records/10519652" in err
+    assert "bloodmnist.npz" in err and "zenodo.org/records/10519652" in err
     assert str(tmp_path / "cache" / "medmnist") in err
     if _has("heart_disease_uci"):
         assert main(["data", "fetch", "heart_disease"]) == 0

@@ -4,7 +4,7 @@ Flower's simulation engine (Ray), in one run.
 Both sides run the *same* method code (``cflkit.methods``) on the same federation with the
 same seed; only the trainer differs:
 
-* ``in_process`` — ``cflkit.run``: all clients trained at once by ``cflkit.trainer.Trainer``
+* ``in_process`` — ``cflkit.run``: all clients trained at once by ``cflkit.core.trainer.Trainer``
                    (one compiled function, client weights stacked);
 * ``flower_sim`` — ``cflkit.flower.simulate``: ``flwr.simulation.run_simulation`` with one
                    virtual SuperNode per client; every trainer call of the method becomes
@@ -106,7 +106,7 @@ def main(argv=None):
     if args.out:
         import pandas as pd
 
-        from cflkit.results import atomic_file
+        from cflkit.core.results import atomic_file
 
         with atomic_file(args.out) as tmp:
             pd.DataFrame(rows).to_csv(tmp, index=False)

@@ -1,14 +1,14 @@
 """Per-client reference loops: the slow paths the vectorised trainer replaces.
 
 Used only by ``tests/test_trainer.py`` (equivalence) and ``bench/round_time.py`` (speed).
-Both replay the minibatch order of :func:`cflkit.trainer.batch_plan`.
+Both replay the minibatch order of :func:`cflkit.core.trainer.batch_plan`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from cflkit._tf import tf
-from cflkit.trainer import batch_plan, per_sample_loss
+from cflkit.core._tf import tf
+from cflkit.core.trainer import batch_plan, per_sample_loss
 
 
 class CompiledLoop:
@@ -56,7 +56,7 @@ class CompiledLoop:
 
 def fit_per_client(model, weights, x, y, index_sets, batch_size, epochs, learning_rate, seed=0):
     """The slowest path: ``model.fit`` once per client (Keras shuffles batches itself)."""
-    from cflkit._tf import keras
+    from cflkit.core._tf import keras
 
     k = keras()
     model.compile(optimizer=k.optimizers.SGD(learning_rate), loss=k.losses.SparseCategoricalCrossentropy(from_logits=True))

@@ -5,13 +5,13 @@ model to every client (``stack``), run local training on every client, and aggre
 clients' models (``weighted_average``). The three implementations compared in the same
 process, on the same data and the same starting weights:
 
-* ``cflkit``         — ``cflkit.trainer.Trainer.train``: one compiled TF function trains all
+* ``cflkit``         — ``cflkit.core.trainer.Trainer.train``: one compiled TF function trains all
                        clients at once (client weights stacked along a leading axis);
 * ``reference_loop`` — ``bench.reference.CompiledLoop``: one client at a time through one
                        compiled single-model SGD function;
 * ``model_fit``      — ``bench.reference.fit_per_client``: ``model.fit`` once per client.
 
-Workload: MLP 64-64-10 (``cflkit.models.build_model("mlp", (64,), 10)``) on scikit-learn
+Workload: MLP 64-64-10 (``cflkit.core.models.build_model("mlp", (64,), 10)``) on scikit-learn
 digits (8x8 images flattened to 64 features, scaled to [0, 1]); each client draws
 ``--samples`` rows without replacement from the 1797 images (rows are reused across
 clients), plain SGD, ``--batch-size`` 32, ``--epochs`` 1.
@@ -133,10 +133,10 @@ def bench_one(n_clients: int, args, x, y) -> dict:
     import numpy as np
 
     from bench.reference import CompiledLoop, fit_per_client
-    from cflkit._tf import keras
-    from cflkit.aggregate import weighted_average
-    from cflkit.models import build_model
-    from cflkit.trainer import Trainer, initial_weights, stack, steps_per_round
+    from cflkit.core._tf import keras
+    from cflkit.core.aggregate import weighted_average
+    from cflkit.core.models import build_model
+    from cflkit.core.trainer import Trainer, initial_weights, stack, steps_per_round
 
     rng = np.random.default_rng(args.seed)
     if args.samples > len(x):
@@ -243,7 +243,7 @@ def bench_one(n_clients: int, args, x, y) -> dict:
 def environment(args) -> dict:
     import numpy as np
 
-    from cflkit._tf import keras, tf
+    from cflkit.core._tf import keras, tf
 
     tf_ = tf()
     return {
@@ -319,7 +319,7 @@ def write_csv(results: list[dict], path):
     import csv
     import io
 
-    from cflkit.results import write_text_atomic
+    from cflkit.core.results import write_text_atomic
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")

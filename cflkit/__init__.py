@@ -4,12 +4,12 @@ Importing the package is cheap: TensorFlow is imported only when a model is trai
 """
 from __future__ import annotations
 
-from .config import Config
-from .datasets import DATASETS, Dataset, load_dataset
-from .experiment import DivergenceError, federation_from, run
-from .federation import Federation
-from .results import Result, load_run, save_run
-from .scenarios import SCENARIOS, make_federation
+from .core.config import Config
+from .core.datasets import DATASETS, Dataset, load_dataset
+from .core.experiment import DivergenceError, federation_from, run
+from .core.federation import Federation
+from .core.results import Result, load_run, save_run
+from .core.scenarios import SCENARIOS, make_federation
 
 __version__ = "0.1.0"
 

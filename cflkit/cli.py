@@ -10,7 +10,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .config import FIELDS, Config, coerce, help_text
+from .core.config import FIELDS, Config, coerce, help_text
 
 USAGE_ERROR = 2
 FAILURE = 1
@@ -19,7 +19,7 @@ FAILURE = 1
 # (one line), ``add_arguments(parser)`` and ``main(args) -> int``, and imports nothing heavy
 # (TensorFlow, papermill, flwr) at module level, so `cflkit --help` stays fast.
 EXTENSIONS = {
-    "batch": "cflkit.batch",
+    "batch": "cflkit.study.batch_cli",
     "explain": "cflkit.explain.cli",
     "flower": "cflkit.flower.cli",
 }
@@ -129,17 +129,17 @@ def config_from_args(args) -> Config:
         changes[key.strip()] = value
     base = Config()
     if args.config:
-        from .results import read_config
+        from .core.results import read_config
 
         base = read_config(args.config)  # ValueError naming the file and what is wrong with it
     return base.replace(**{k: coerce(k, v) for k, v in changes.items()})
 
 
 def cmd_list() -> int:
-    from .datasets import DATASETS
+    from .core.datasets import DATASETS
     from .methods import METHODS
-    from .models import MODELS
-    from .scenarios import NATURAL, PARTITIONS, SIZINGS, TRANSFORMS
+    from .core.models import MODELS
+    from .core.scenarios import NATURAL, PARTITIONS, SIZINGS, TRANSFORMS
 
     def section(title, items):
         print(title)
@@ -152,9 +152,9 @@ def cmd_list() -> int:
     section("natural federations (real datasets with sites; not combined):", NATURAL)
     section("models:", MODELS)
     section("methods:", {k: m.summary for k, m in METHODS.items()})
-    from .clustering import CLUSTERERS, METRICS
+    from .methods.parts.clustering import CLUSTERERS, METRICS
     from .methods.clustered import TRIGGERS, Clustered
-    from .representations import REPRESENTATIONS
+    from .methods.parts.representations import REPRESENTATIONS
 
     presets = {k: ", ".join(f"{p}={m.defaults[p]}" for p in ("representation", "clusterer", "trigger", "metric")
                             if p in m.defaults)
@@ -192,9 +192,9 @@ def summary_table(summaries: list[dict]) -> str:
 
 
 def cmd_run(args) -> int:
-    from .experiment import run, validate
+    from .core.experiment import run, validate
 
-    from .outputs import check_output, read_manifest
+    from .core.outputs import check_output, read_manifest
 
     config = config_from_args(args)
     validate(config)
@@ -212,9 +212,9 @@ def cmd_run(args) -> int:
 def cmd_demo(args) -> int:
     import json
 
-    from .experiment import federation_from, run, validate
-    from .outputs import TARGETS, check_output, mark
-    from .results import write_text_atomic
+    from .core.experiment import federation_from, run, validate
+    from .core.outputs import TARGETS, check_output, mark
+    from .core.results import write_text_atomic
 
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     base = Config(scenario=args.scenario, rounds=args.rounds, seed=args.seed)
@@ -278,7 +278,7 @@ def grid_from_args(args) -> tuple[dict, Config]:
 def cmd_compare(args) -> int:
     from pathlib import Path
 
-    from .compare import compare, summarize_grid, text_table
+    from .study.compare import compare, summarize_grid, text_table
 
     grid, base = grid_from_args(args)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
@@ -337,8 +337,8 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv=None) -> int:
-    from .experiment import DivergenceError
-    from .outputs import WriteError
+    from .core.experiment import DivergenceError
+    from .core.outputs import WriteError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .results import atomic_file
+from .core.results import atomic_file
 
 COLUMN = 3.5  # IEEE column width, inches
 TEXT = 7.16  # IEEE text width (two columns), inches
@@ -317,7 +317,7 @@ def accuracy_curves(histories: dict, band: str | None = "minmax", metric: str = 
     ``band``: ``"minmax"`` shades the range over clients, ``"worst10"`` shades from the
     mean of the worst 10 % of clients up to the mean, ``None`` draws lines only.
     """
-    from .metrics import worst_fraction_mean
+    from .core.metrics import worst_fraction_mean
 
     if band not in (None, "minmax", "worst10"):
         raise ValueError(f"unknown band {band!r}; choose one of: minmax, worst10, None")
@@ -764,7 +764,7 @@ def method_scenario_heatmap(table, value: str = "ari", methods=None, scenarios=N
     """Mean ``value`` of every method (rows) on every scenario (columns), annotated.
 
     ``table`` is a tidy results table with columns ``method``, ``scenario`` and ``value``
-    (one row per run, e.g. from :func:`cflkit.compare.compare`); runs sharing a method and a
+    (one row per run, e.g. from :func:`cflkit.study.compare.compare`); runs sharing a method and a
     scenario (seeds) are averaged, and a cell shows ``mean`` or, with several runs,
     ``mean ± std``. ``methods`` and ``scenarios`` choose and order rows and columns. ARI and
     accuracy get the scale [0, 1] unless ``vmin`` / ``vmax`` say otherwise; ``label`` names
@@ -783,7 +783,7 @@ def subspace_bases(bases, federation, clients=None, title: str | None = None, wi
     """What PACFL clients send: the basis vectors of their data subspaces, drawn as images.
 
     ``bases[c]`` is client ``c``'s orthonormal (features, p) basis
-    (:func:`cflkit.representations.data_subspace`). One row per client (default: one client of
+    (:func:`cflkit.methods.parts.representations.data_subspace`). One row per client (default: one client of
     each group, at most eight), one column per basis vector, on a diverging scale (a singular
     vector's sign is arbitrary). Image federations only.
     """
@@ -1018,7 +1018,7 @@ def method_bars(table, value: str, methods=None, scale: float = 1.0, ylabel: str
     """One bar per method: the mean of ``value`` over its runs (seeds), a dot per run.
 
     ``table`` has one row per run with columns ``method`` and ``value`` (e.g. the results
-    table of :func:`cflkit.compare.compare`); values are multiplied by ``scale``.
+    table of :func:`cflkit.study.compare.compare`); values are multiplied by ``scale``.
     """
     for column in ("method", value):
         if column not in table.columns:

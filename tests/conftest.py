@@ -11,7 +11,7 @@ sys.path.insert(0, str(ROOT / "bench"))  # the per-client reference loop lives i
 @pytest.fixture
 def id_dataset():
     """A tabular dataset whose first feature is the row id: sampling is checkable exactly."""
-    from cflkit.datasets import Dataset
+    from cflkit.core.datasets import Dataset
 
     n, k = 2000, 10
     rng = np.random.default_rng(123)

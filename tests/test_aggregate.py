@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cflkit.aggregate import balanced_random_assignment, cluster_average, contiguous, weighted_average
+from cflkit.core.aggregate import balanced_random_assignment, cluster_average, contiguous, weighted_average
 
 
 def test_weighted_average_known_answer():

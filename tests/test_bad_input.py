@@ -15,7 +15,7 @@ import textwrap
 import pytest
 
 from cflkit.cli import main
-from cflkit.outputs import write_manifest
+from cflkit.core.outputs import write_manifest
 
 TINY = ["--dataset", "digits", "--clients", "4", "--groups", "2", "--rounds", "1", "--local_epochs", "1"]
 BATCH_NOTEBOOK = {

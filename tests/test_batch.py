@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from cflkit import batch
-from cflkit.batch import Entry, expand, parse_experiment, run_key
+from cflkit.study import batch
+from cflkit.study.batch import Entry, expand, parse_experiment, run_key
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from cflkit import batch
-from cflkit import paper as P
-from cflkit.batch import Experiment, parse_experiment
-from cflkit.processes import pid_alive
+from cflkit.study import batch
+from cflkit.article import builder as P
+from cflkit.study.batch import Experiment, parse_experiment
+from cflkit.core.processes import pid_alive
 from test_batch import cli, tiny_notebook, write_experiment
 
 TYPED = '''clients: int = 16
@@ -430,17 +430,17 @@ def test_aggregation_deletes_only_its_own_stale_files_never_a_users(tmp_path):
 def test_paper_dir_is_relative_without_dotdot_or_an_existing_directory(value, ok):
     data = {"paper": {"dir": value}, "runs": [{"name": "a", "notebook": "a.ipynb"}]}
     if ok:
-        assert P.paper_dir(parse_experiment(data)) == Path(value)
+        assert P.paper_dir(P.check_paper(parse_experiment(data))) == Path(value)
     else:
         with pytest.raises(ValueError, match="paper.dir"):
-            parse_experiment(data)
+            P.check_paper(parse_experiment(data))
 
 
 def test_an_existing_absolute_paper_dir_is_accepted_and_unknown_paper_keys_are_refused(tmp_path):
     data = {"paper": {"dir": str(tmp_path)}, "runs": [{"name": "a", "notebook": "a.ipynb"}]}
-    assert P.paper_dir(parse_experiment(data)) == tmp_path
+    assert P.paper_dir(P.check_paper(parse_experiment(data))) == tmp_path
     with pytest.raises(ValueError, match="unknown key 'dri' in .*paper; choose from: dir, round_time"):
-        parse_experiment({"paper": {"dri": "paper"}, "runs": [{"name": "a", "notebook": "a.ipynb"}]})
+        P.check_paper(parse_experiment({"paper": {"dri": "paper"}, "runs": [{"name": "a", "notebook": "a.ipynb"}]}))
 
 
 def test_a_corrupt_status_file_is_reported_in_the_index_not_raised(tmp_path):

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from cflkit import Config, federation_from, run
-from cflkit.experiment import same_partition
+from cflkit.core.experiment import same_partition
 from cflkit.methods import METHODS
 from cflkit.methods.ifca import assign_by_loss, expose, objective, update_candidates
 from cflkit.methods.sattler import bipartition, split_clusters, update_norms

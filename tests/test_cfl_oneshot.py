@@ -10,12 +10,12 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from cflkit import Config, federation_from, run
-from cflkit.clustering import CLUSTERERS, cluster, pairwise_distances
+from cflkit.methods.parts.clustering import CLUSTERERS, cluster, pairwise_distances
 from cflkit.methods import METHODS, make_method
 from cflkit.methods.base import ServerState
 from cflkit.methods.fedgroup import FedGroup, decomposed_cosine_similarity, madc, nearest_group
 from cflkit.methods.ocfl import OCFL, clustering_temperature, temperature_rises
-from cflkit.representations import REPRESENTATIONS
+from cflkit.methods.parts.representations import REPRESENTATIONS
 
 ONESHOT = ("ocfl", "fedgroup", "fedgroup_madc")
 SMALL = Config(scenario="rotation", clients=8, groups=2, rounds=4, local_epochs=1)

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from cflkit.aggregate import contiguous
-from cflkit.clustering import (CLUSTERERS, align, bipartition, cluster, cosine_similarity, pairwise_distances,
+from cflkit.core.aggregate import contiguous
+from cflkit.methods.parts.clustering import (CLUSTERERS, align, bipartition, cluster, cosine_similarity, pairwise_distances,
                                principal_angle_distances)
-from cflkit.metrics import clustering_scores
-from cflkit.representations import data_subspace
+from cflkit.core.metrics import clustering_scores
+from cflkit.methods.parts.representations import data_subspace
 
 
 def blobs(seed=0, per=5, dims=20):

@@ -7,10 +7,11 @@ import shutil
 import pandas as pd
 import pytest
 
-from cflkit import Config, experiment
+from cflkit import Config
+from cflkit.core import experiment
 from cflkit.cli import main
-from cflkit.outputs import MANIFEST
-from cflkit.compare import (ROUND_COLUMNS, SUMMARY_COLUMNS, compare, expand_grid, load_comparison,
+from cflkit.core.outputs import MANIFEST
+from cflkit.study.compare import (ROUND_COLUMNS, SUMMARY_COLUMNS, compare, expand_grid, load_comparison,
                             summarize_grid)
 
 BASE = Config(clients=8, groups=4, rounds=2, local_epochs=1)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from cflkit.config import Config, coerce
+from cflkit.core.config import Config, coerce
 
 
 def test_json_round_trip_gives_the_same_config():

@@ -393,7 +393,7 @@ def test_fashion_mnist_reads_idx_files(env, tmp_path):
 
 
 def test_importing_the_data_modules_does_not_import_tensorflow():
-    code = ("import sys, cflkit.data, cflkit.datasets, cflkit.scenarios; "
+    code = ("import sys, cflkit.data, cflkit.core.datasets, cflkit.core.scenarios; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

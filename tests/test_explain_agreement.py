@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from cflkit import Config
-from cflkit.experiment import federation_from
+from cflkit.core.experiment import federation_from
 from cflkit.explain.agreement import (agreement_scores, agreement_with_planted, assignment_stability,
                                       contingency_table, planted_factors, seed_stability)
 

@@ -156,8 +156,8 @@ def test_tabular_contrast_names_features():
 
 def test_28x28_images_use_a_4_pixel_grid():
     import cflkit
-    from cflkit.datasets import Dataset
-    from cflkit.scenarios import make_federation
+    from cflkit.core.datasets import Dataset
+    from cflkit.core.scenarios import make_federation
 
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 40)
@@ -177,8 +177,8 @@ def test_28x28_images_use_a_4_pixel_grid():
 def test_regression_contrast():
     """Regression models: LIME in regression mode, agreement = 1 - normalised mean |difference|."""
     import cflkit
-    from cflkit.datasets import Dataset
-    from cflkit.scenarios import make_federation
+    from cflkit.core.datasets import Dataset
+    from cflkit.core.scenarios import make_federation
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 4)).astype(np.float32)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from cflkit import Config
-from cflkit.experiment import federation_from
+from cflkit.core.experiment import federation_from
 from cflkit.explain.descriptors import TIERS, client_descriptors, image_moments
 from cflkit.explain.membership import (ALPHA, explain_client, explain_descriptors, explain_membership,
                                        is_explained, n_relabelings, separating_descriptors)
@@ -78,7 +78,7 @@ def test_update_and_similarity_descriptors_from_a_short_run():
     fed = digits("rotation", clients=8)
     config = Config(dataset="digits", scenario="rotation", clients=8, groups=4, method="oracle", rounds=1,
                     local_epochs=1, seed=0)
-    from cflkit.experiment import run
+    from cflkit.core.experiment import run
 
     state = run(config, federation=fed).state
     table, groups = client_descriptors(fed, models=state.models, assignment=state.assignment, config=config)

@@ -25,7 +25,7 @@ def _have_heart():
     from cflkit.data import DataError
 
     try:
-        from cflkit.datasets import load_dataset
+        from cflkit.core.datasets import load_dataset
         load_dataset("heart_disease")
         return True
     except (DataError, OSError):
@@ -41,7 +41,7 @@ def test_pack_unpack_round_trip():
 
 
 def test_replayed_permutations_give_the_in_process_batch_plan():
-    from cflkit.trainer import batch_plan
+    from cflkit.core.trainer import batch_plan
 
     sizes, batch, epochs = [7, 23, 1, 10], 4, 3
     expected = batch_plan(sizes, batch, epochs, np.random.default_rng(5))
@@ -54,7 +54,7 @@ def test_replayed_permutations_give_the_in_process_batch_plan():
 
 
 def test_dropped_client_is_excluded_from_every_cluster_average():
-    from cflkit.aggregate import cluster_average
+    from cflkit.core.aggregate import cluster_average
 
     rng = np.random.default_rng(0)
     start = [np.repeat(rng.normal(size=(2, 3)), [3, 2], axis=0)]  # clients 0-2 in cluster 0, 3-4 in 1
@@ -126,7 +126,7 @@ class MemoryGrid:
         return [100 + c for c in range(self.n)]
 
     def send_and_receive(self, messages, timeout=None):
-        from cflkit.flower.client import answer
+        from cflkit.flower.node import answer
 
         replies = []
         for m in messages:
@@ -166,8 +166,8 @@ def test_grid_run_equals_the_in_process_run():
 
 @needs_flwr
 def test_a_dead_client_is_dropped_and_the_round_completes():
-    from cflkit.aggregate import cluster_average
-    from cflkit.experiment import build_context, federation_from
+    from cflkit.core.aggregate import cluster_average
+    from cflkit.core.experiment import build_context, federation_from
     from cflkit.flower import FlowerTrainer
     from cflkit.methods import make_method
 
@@ -188,7 +188,7 @@ def test_a_dead_client_is_dropped_and_the_round_completes():
     ctx.rng.bit_generator.state = rng_state
     ctx.trainer = trainer.local
     from cflkit.methods.ifca import assign_by_loss, loss_matrix
-    from cflkit.trainer import take
+    from cflkit.core.trainer import take
 
     choice = assign_by_loss(loss_matrix(ctx, candidates))
     choice[2] = state.extra["choice"][2]
@@ -284,7 +284,7 @@ def test_localhost_federation_matches_the_in_process_run(localhost_federation, t
 @pytest.mark.slow
 def test_killed_client_is_dropped_and_rejoins_after_restart(localhost_federation, tmp_path):
     from cflkit import Config
-    from cflkit.results import load_run
+    from cflkit.core.results import load_run
 
     fl, victim = localhost_federation, 3
     config = Config(**HEART, method="fedavg", rounds=5, seed=2)

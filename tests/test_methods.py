@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from cflkit import Config, federation_from, run
-from cflkit.aggregate import weighted_average
+from cflkit.core.aggregate import weighted_average
 from cflkit.methods import METHODS
 
 SUMMARY_KEYS = {"accuracy_mean", "accuracy_weighted", "accuracy_worst10", "ari", "ami", "homogeneity",

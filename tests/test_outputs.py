@@ -1,4 +1,4 @@
-"""What a command may write, replace or delete (``cflkit.outputs``): nothing a user owns is
+"""What a command may write, replace or delete (``cflkit.core.outputs``): nothing a user owns is
 ever destroyed; places that cannot be written are refused before any work; a full device
 is one line and leaves nothing half-written; a killed writer's leftovers are cleaned up;
 a killed ``compare`` leaves no worker behind."""
@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from cflkit import Config, experiment
+from cflkit import Config
+from cflkit.core import experiment
 from cflkit.cli import main
-from cflkit.outputs import MANIFEST, OutputError, WriteError, check_output, read_manifest, write_manifest
-from cflkit.results import load_run
+from cflkit.core.outputs import MANIFEST, OutputError, check_output, read_manifest, write_manifest
+from cflkit.core.results import load_run
 
 TINY = ["--dataset", "digits", "--clients", "4", "--groups", "2", "--rounds", "1", "--local_epochs", "1",
         "--no-progress"]
@@ -166,7 +167,7 @@ def test_the_python_api_refuses_before_training(tmp_path, monkeypatch):
 
 def test_a_grid_adds_its_own_entries_to_a_folder_and_never_touches_the_others(tmp_path):
     """A notebook's out_dir holds its figures, then a grid: both live side by side."""
-    from cflkit.compare import compare
+    from cflkit.study.compare import compare
 
     out = tmp_path / "grid"
     out.mkdir()
@@ -301,7 +302,7 @@ def test_the_next_write_removes_what_a_killed_writer_left(fresh_run, tmp_path):
                  "--no-progress"]) == 0
     assert (fresh_run / "notes.txt").read_text() == "a user's file that was in the old run"
     assert stale_file.exists()  # another file's leftovers: removed by the next write of that file
-    from cflkit.results import write_text_atomic
+    from cflkit.core.results import write_text_atomic
 
     write_text_atomic(tmp_path / "other.csv", "a,b\n")
     assert not stale_file.exists()

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from cflkit import paper as P
-from cflkit.batch import load_experiment
+from cflkit.article import builder as P
+from cflkit.study.batch import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE_DIRS = ROOT.parent / "shared" / "data"
@@ -67,7 +67,7 @@ def test_mean_std_and_tabular():
 
 
 def test_round_time_arguments_are_checked():
-    from cflkit.batch import parse_experiment
+    from cflkit.study.batch import parse_experiment
 
     exp = parse_experiment({"paper": {"round_time": {"clients": [10, 50], "ref_repeats": 2}},
                             "runs": [{"name": "a", "notebook": "a.ipynb"}]})

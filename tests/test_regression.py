@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cflkit import Config, make_federation, run
-from cflkit.datasets import Dataset
+from cflkit.core.datasets import Dataset
 
 
 @pytest.fixture(scope="module")

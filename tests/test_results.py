@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from cflkit import Config, load_run, run, save_run
-from cflkit.results import Result
+from cflkit.core.results import Result
 
 
 def _result(n=2):

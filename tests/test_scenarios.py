@@ -3,7 +3,7 @@ import pytest
 from conftest import row_ids
 
 from cflkit import SCENARIOS, load_dataset, make_federation
-from cflkit.scenarios import PARTITIONS, TRANSFORMS
+from cflkit.core.scenarios import PARTITIONS, TRANSFORMS
 
 
 @pytest.fixture(scope="module")

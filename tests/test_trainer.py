@@ -4,8 +4,8 @@ import pytest
 from reference import CompiledLoop
 
 from cflkit import Config, federation_from
-from cflkit.models import build_model
-from cflkit.trainer import Trainer, batch_plan, initial_weights, seed_keras, stack
+from cflkit.core.models import build_model
+from cflkit.core.trainer import Trainer, batch_plan, initial_weights, seed_keras, stack
 
 
 def test_batch_plan_visits_every_sample_once_per_epoch_in_ceil_n_over_b_steps():
@@ -85,7 +85,7 @@ def test_a_thousand_clients_of_a_64_64_10_mlp_train_in_one_process():
 
 
 def test_models_with_non_trainable_state_are_refused():
-    from cflkit._tf import keras
+    from cflkit.core._tf import keras
 
     k = keras()
     model = k.Sequential([k.Input((4,)), k.layers.BatchNormalization(), k.layers.Dense(2)])
@@ -96,7 +96,7 @@ def test_models_with_non_trainable_state_are_refused():
 def test_gradients_of_one_client_are_dense_and_match_the_stacked_call():
     # With a single client TensorFlow may return the first layer's gradient as a sparse
     # IndexedSlices; Trainer.gradients must still give one dense array per layer.
-    from cflkit.experiment import build_context
+    from cflkit.core.experiment import build_context
 
     config = Config(clients=4, rounds=1)
     fed = federation_from(config)

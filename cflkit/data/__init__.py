@@ -1,7 +1,7 @@
 """The real datasets: where their files come from, where they are kept, how they are read.
 
 ``cache`` finds, downloads and checks files (offline directories, then the download
-cache); one module per source reads them into a :class:`~cflkit.datasets.Dataset`:
+cache); one module per source reads them into a :class:`~cflkit.core.datasets.Dataset`:
 ``heart`` (UCI Heart Disease, 4 hospitals), ``air_quality`` (UCI Beijing Multi-Site Air
 Quality, 12 stations), ``medmnist`` (MedMNIST ``.npz`` files), ``mnist`` (MNIST and
 Fashion-MNIST through the Keras dataset files). ``data/README.md`` lists sources,

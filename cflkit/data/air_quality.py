@@ -155,10 +155,10 @@ def band(pm25: np.ndarray) -> np.ndarray:
 
 
 def build(tables: dict, task: str = "regression", name: str = "air_quality"):
-    """A :class:`~cflkit.datasets.Dataset` from :func:`prepare`'s tables."""
+    """A :class:`~cflkit.core.datasets.Dataset` from :func:`prepare`'s tables."""
     import pandas as pd
 
-    from ..datasets import Dataset
+    from ..core.datasets import Dataset
     from .heart import pooled_standardize
 
     if task not in ("regression", "bands"):

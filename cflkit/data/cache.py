@@ -24,7 +24,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..results import atomic_file
+from ..core.results import atomic_file
 
 log = logging.getLogger("cflkit")
 OFFLINE_ENV = "CFLKIT_OFFLINE_DIRS"

@@ -69,7 +69,7 @@ def load_heart_disease(progress: bool = False):
     """The 740-patient, four-hospital Heart Disease dataset (FLamby preprocessing)."""
     import pandas as pd
 
-    from ..datasets import Dataset
+    from ..core.datasets import Dataset
 
     frames = []
     for i, df in enumerate(read_raw(progress)):

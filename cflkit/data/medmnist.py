@@ -44,8 +44,8 @@ def source(name: str) -> Source:
 
 
 def read_npz(path, name: str = "medmnist"):
-    """A :class:`~cflkit.datasets.Dataset` from a MedMNIST-format ``.npz`` file."""
-    from ..datasets import Dataset
+    """A :class:`~cflkit.core.datasets.Dataset` from a MedMNIST-format ``.npz`` file."""
+    from ..core.datasets import Dataset
 
     with np.load(path, allow_pickle=False) as f:
         missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in f.files]

@@ -69,7 +69,7 @@ def paths(source: Source, progress: bool = False) -> dict[str, Path]:
 
 def _keras_download(source: Source, missing: list, progress: bool) -> dict[str, Path]:
     """Let Keras download ``missing`` into cflkit's cache, then verify them."""
-    from .._tf import keras as _keras
+    from ..core._tf import keras as _keras
 
     keras = _keras()  # imported here only: a quiet TensorFlow start-up, as elsewhere in cflkit
 
@@ -86,7 +86,7 @@ def _keras_download(source: Source, missing: list, progress: bool) -> dict[str, 
 
 
 def load_mnist(progress: bool = False):
-    from ..datasets import Dataset
+    from ..core.datasets import Dataset
 
     path = paths(MNIST, progress)["mnist.npz"]
     with np.load(path, allow_pickle=False) as d:
@@ -95,7 +95,7 @@ def load_mnist(progress: bool = False):
 
 
 def load_fashion_mnist(progress: bool = False):
-    from ..datasets import Dataset
+    from ..core.datasets import Dataset
 
     p = paths(FASHION, progress)
 

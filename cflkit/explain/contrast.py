@@ -22,7 +22,7 @@ explanations are differences between the models, not between LIME draws. Outputs
   Saenko, "RISE", BMVC 2018).
 
 Privacy tier: in simulation the probes are a seeded sample of the pooled test rows
-(:func:`cflkit.representations.probe_rows`), standing in for a public data set the server
+(:func:`cflkit.methods.parts.representations.probe_rows`), standing in for a public data set the server
 holds — T0 plus public data. On a real federation the probes are client data, so the
 explanations must be computed on the clients and only aggregated importances sent
 back — T2.
@@ -246,7 +246,7 @@ def planted_rotation(federation, assignment, n_clusters: int | None = None) -> n
     """Per cluster, the planted rotation angle (degrees) of the planted group most of its
     clients belong to (the rotation scenario: group g is rotated by g · 90°, or g · 360/G
     for more than four groups). Empty clusters get 0."""
-    from ..scenarios import parse_scenario
+    from ..core.scenarios import parse_scenario
 
     if "rotation" not in parse_scenario(federation.scenario) or federation.kind != "image":
         raise ValueError(f"planted_rotation needs an image federation with a rotation scenario, got "
@@ -308,8 +308,8 @@ class ClusterPredictor:
     probabilities (softmax of the logits) for classification, values for regression."""
 
     def __init__(self, config, federation, weights: list, chunk: int = 4096):
-        from .._tf import tf
-        from ..models import build_model
+        from ..core._tf import tf
+        from ..core.models import build_model
 
         tf_ = tf()
         model = build_model(config.model, federation.input_shape, federation.n_outputs, config.hidden)
@@ -547,7 +547,7 @@ def feature_names(federation) -> list:
         return names if channels == 1 else [f"{n}_ch{ch}" for n in names for ch in range(channels)]
     names = tuple(getattr(federation, "feature_names", ()) or ())
     if not names:
-        from ..datasets import DATASETS, load_dataset
+        from ..core.datasets import DATASETS, load_dataset
 
         if federation.dataset in DATASETS:
             try:
@@ -579,7 +579,7 @@ def explain_contrast(models, federation, config, *, probes: int = 20, num_sample
     """
     start = time.perf_counter()
     _check(probes, num_samples, top_k, explainer_seeds)
-    from ..representations import probe_rows
+    from ..methods.parts.representations import probe_rows
 
     weights = stacked_weights(models)
     predictor = ClusterPredictor(config, federation, weights)

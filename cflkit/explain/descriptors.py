@@ -108,7 +108,7 @@ def raw_features(federation):
     dataset's ``meta["raw_x"]`` rows of a natural federation, else the model inputs."""
     rows = getattr(federation, "source_rows", None)
     if rows is not None:
-        from ..datasets import load_dataset
+        from ..core.datasets import load_dataset
 
         raw = (load_dataset(federation.dataset).meta or {}).get("raw_x")
         if raw is not None and len(raw) > int(np.max(rows)):
@@ -122,7 +122,7 @@ def feature_names(federation) -> list[str]:
     names = getattr(federation, "feature_names", None)
     if names is None and federation.dataset in ("heart_disease", "breast_cancer", "air_quality",
                                                 "air_quality_bands"):
-        from ..datasets import load_dataset
+        from ..core.datasets import load_dataset
 
         names = load_dataset(federation.dataset).feature_names
     names = list(names or ())
@@ -216,8 +216,8 @@ def update_descriptors(federation, models, assignment, config, seed: int = 0):
     """
     import pandas as pd
 
-    from ..experiment import build_context
-    from ..trainer import stack, take
+    from ..core.experiment import build_context
+    from ..core.trainer import stack, take
 
     models = [np.asarray(m) for m in models]
     k = models[0].shape[0]

@@ -57,7 +57,7 @@ def default_layer_names(models) -> list:
 def model_layer_names(config, federation) -> list:
     """The Keras variable paths (``0:Dense/kernel``, ``0:Dense/bias``, ...) of the model ``config`` builds for
     ``federation`` — the names :func:`layer_divergence` should print (imports TensorFlow)."""
-    from ..models import build_model
+    from ..core.models import build_model
 
     model = build_model(config.model, federation.input_shape, federation.n_outputs, config.hidden)
     layers = [layer for layer in model.layers if layer.trainable_weights]

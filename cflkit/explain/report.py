@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..results import atomic_directory, json_safe
+from ..core.results import atomic_directory, json_safe
 
 log = logging.getLogger("cflkit.explain")
 
@@ -30,7 +30,7 @@ def load_explainable_run(run_dir):
 
 
 def _load_result(run_dir):
-    from ..results import MODELS_FILE, load_run
+    from ..core.results import MODELS_FILE, load_run
 
     path = Path(run_dir)
     if not path.is_dir():
@@ -45,7 +45,7 @@ def _load_result(run_dir):
 
 
 def _rebuild_federation(result, run_dir):
-    from ..experiment import federation_from
+    from ..core.experiment import federation_from
 
     path = Path(run_dir)
     fed = federation_from(result.config)
@@ -61,8 +61,8 @@ def explain_run(run_dir, out=None, *, probes: int = 20, seed: int = 0, progress:
     quality numbers (what ``quality.json`` holds) with ``"out"``, the directory written.
 
     ``out`` may be new, empty or an earlier report; anything else is refused before any
-    work (:mod:`cflkit.outputs`; ``force`` keeps entries a report did not write)."""
-    from ..outputs import check_output
+    work (:mod:`cflkit.core.outputs`; ``force`` keeps entries a report did not write)."""
+    from ..core.outputs import check_output
 
     for name, value in (("probes", probes), ("seed", seed)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:

@@ -4,7 +4,7 @@ A cflkit method does all client work through ``ctx.trainer`` (train, evaluate, g
 predict). On Flower the method runs *unchanged* inside a ``ServerApp``; its trainer is a
 :class:`~cflkit.flower.server.FlowerTrainer` whose calls become Flower messages to the
 client nodes, one node per cflkit client (node config ``partition-id``). Each node's
-``ClientApp`` runs the same :class:`cflkit.trainer.Trainer` on its own client's rows, with
+``ClientApp`` runs the same :class:`cflkit.core.trainer.Trainer` on its own client's rows, with
 the minibatch order the server drew from the run's seeded stream — so a Flower run
 reproduces ``cflkit.run`` with the same config (up to float rounding).
 

@@ -72,7 +72,7 @@ def main(args) -> int:
         print(APP_NOTES)
         return 0
     if args.flower_command == "simulate":
-        from ..config import Config
+        from ..core.config import Config
         from ..cli import summary_table
         from .server import simulate
 
@@ -92,16 +92,16 @@ def demo(args) -> int:
     import numpy as np
 
     from ..cli import summary_table
-    from ..config import Config
-    from ..experiment import run
+    from ..core.config import Config
+    from ..core.experiment import run
     from .deploy import LocalFederation
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     base = Config(dataset="heart_disease", scenario="natural", rounds=args.rounds, local_epochs=args.local_epochs,
                   seed=args.seed, clusters=2)
     configs = [base.replace(method=m) for m in methods]  # validates the names
-    from ..experiment import validate
-    from ..outputs import check_output, mark
+    from ..core.experiment import validate
+    from ..core.outputs import check_output, mark
 
     for config in configs:
         validate(config)

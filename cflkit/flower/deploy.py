@@ -308,9 +308,8 @@ class LocalFederation:
             return {}
 
     def run(self, config, out, timeout: float = 600.0, **options):
-        """Run ``config`` on this federation and return its :class:`~cflkit.results.Result`
+        """Run ``config`` on this federation and return its :class:`~cflkit.core.results.Result`
         (read back from ``out``). Raises ``RuntimeError`` with the run's log on failure."""
-        from ..results import load_run
 
         out = Path(out).resolve()
         proc = self.submit(config, out, **options)
@@ -323,7 +322,7 @@ class LocalFederation:
 
     def result(self, out, proc):
         """The finished run of ``proc`` (from :meth:`submit`) read back from ``out``."""
-        from ..results import load_run
+        from ..core.results import load_run
 
         status = self.status()
         if proc.returncode != 0 or not status.get("finished") or not (Path(out) / "summary.json").exists():

@@ -34,14 +34,14 @@ def unpack(flat, offsets) -> list[np.ndarray]:
 
 
 def draw_permutations(sizes, epochs: int, rng: np.random.Generator) -> list[list[np.ndarray]]:
-    """The per-epoch permutations :func:`cflkit.trainer.batch_plan` would draw from ``rng``
+    """The per-epoch permutations :func:`cflkit.core.trainer.batch_plan` would draw from ``rng``
     for clients of ``sizes``, in its order (client by client, epoch by epoch), so that a node
     replaying them trains on exactly the minibatches of the in-process run."""
     return [[rng.permutation(int(n)) for _ in range(epochs)] for n in sizes]
 
 
 class Replay:
-    """A stand-in for ``np.random.Generator`` in :func:`~cflkit.trainer.batch_plan` that
+    """A stand-in for ``np.random.Generator`` in :func:`~cflkit.core.trainer.batch_plan` that
     hands out recorded permutations in order (and checks that each has the asked size)."""
 
     def __init__(self, permutations):

@@ -1,6 +1,6 @@
 """The server side: a cflkit method, unchanged, driving Flower client nodes.
 
-:func:`run_on_grid` is :func:`cflkit.experiment.run` with one difference: the method's
+:func:`run_on_grid` is :func:`cflkit.core.experiment.run` with one difference: the method's
 ``ctx.trainer`` is a :class:`FlowerTrainer`, whose calls go out as Flower messages (through
 a ``Grid``) to the node holding each client and come back as the same arrays the
 in-process trainer returns. The method cannot tell the difference, so FedAvg and every CFL
@@ -42,7 +42,7 @@ import time
 
 import numpy as np
 
-from ..trainer import METRICS, _check_stacked
+from ..core.trainer import METRICS, _check_stacked
 from .protocol import MESSAGE_TYPE, draw_permutations, imputed_update, pack, unpack
 
 log = logging.getLogger("cflkit.flower")
@@ -51,7 +51,7 @@ DEFAULT_TIMEOUT = 120.0  # seconds a call waits for replies before the missing c
 
 
 class FlowerTrainer:
-    """The trainer interface of :class:`cflkit.trainer.Trainer`, answered by Flower nodes.
+    """The trainer interface of :class:`cflkit.core.trainer.Trainer`, answered by Flower nodes.
 
     ``local`` is a trainer over the server's own copy of the pooled arrays: it keeps the
     model definition (e.g. IFCA clones it) and answers ``predict`` on rows no single client
@@ -319,26 +319,26 @@ def run_on_grid(grid, config, out=None, timeout: float = DEFAULT_TIMEOUT, min_av
                 wait: float = 120.0, evaluate_every: int = 1, progress: bool = False, status_file=None):
     """Run ``config`` with its client work done by Flower nodes reached through ``grid``.
 
-    The loop, records and summary are those of :func:`cflkit.experiment.run`; the model
+    The loop, records and summary are those of :func:`cflkit.core.experiment.run`; the model
     state, assignments and (up to float rounding) metrics equal an in-process run with
     the same config. ``min_available`` clients (default: all) must be connected before
     round 1 (waiting at most ``wait`` s). Test metrics are taken every ``evaluate_every``
     rounds and at the last round (each evaluation is one message per client). Returns the
-    :class:`~cflkit.results.Result`; writes it (and ``flower_events.csv``) to ``out`` if given.
+    :class:`~cflkit.core.results.Result`; writes it (and ``flower_events.csv``) to ``out`` if given.
     ``status_file`` (JSON: round, connected and dropped clients, finished) is rewritten as
     the run advances, for whoever watches it.
     """
     import pandas as pd
 
-    from ..experiment import _progress_bar, build_context, check_finite, federation_from, summarize, validate
+    from ..core.experiment import _progress_bar, build_context, check_finite, federation_from, summarize, validate
     from ..methods import make_method
-    from ..results import Result, save_run
+    from ..core.results import Result, save_run
 
     validate(config)
     if evaluate_every < 1:
         raise ValueError(f"evaluate_every must be >= 1, got {evaluate_every}")
     if out is not None:
-        from ..outputs import check_output
+        from ..core.outputs import check_output
 
         check_output(out, "run", option="out")
     fed = federation_from(config)
@@ -393,7 +393,7 @@ def run_on_grid(grid, config, out=None, timeout: float = DEFAULT_TIMEOUT, min_av
 
 def _status_writer(path, trainer):
     """A function writing the run's progress to ``path`` (no-op without a path)."""
-    from ..results import write_text_atomic
+    from ..core.results import write_text_atomic
 
     def write(r, done=False, finished=False):
         if path:
@@ -406,7 +406,7 @@ def _status_writer(path, trainer):
 
 
 def _record(rows, r, state, trainer, fed, names, up, down, seconds, evaluate: bool):
-    """The rows of one round, as :func:`cflkit.experiment.run` writes them, plus ``dropped``."""
+    """The rows of one round, as :func:`cflkit.core.experiment.run` writes them, plus ``dropped``."""
     if evaluate:
         m = trainer.metrics(state.client_models(), fed.test_index)
     else:
@@ -433,7 +433,7 @@ def make_server_app(config=None, out=None, timeout: float = DEFAULT_TIMEOUT, min
 
     @app.main()
     def main(grid, context):
-        from ..config import Config
+        from ..core.config import Config
 
         rc = dict(context.run_config)
         cfg = config
@@ -456,13 +456,13 @@ def simulate(config, out=None, evaluate_every: int = 1, cpus_per_client: float =
     """Run ``config`` through Flower's simulation engine (Ray): one virtual SuperNode per
     client, the same ServerApp and ClientApp as a real deployment. Returns the Result."""
     from . import require_flwr
-    from ..experiment import federation_from
+    from ..core.experiment import federation_from
 
     require_flwr()
     from flwr.simulation import run_simulation
 
-    from ..experiment import validate
-    from ..outputs import check_output
+    from ..core.experiment import validate
+    from ..core.outputs import check_output
     from .client import make_client_app
 
     validate(config)

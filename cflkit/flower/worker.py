@@ -5,7 +5,7 @@ Flower 1.42 starts a fresh ClientApp process for every message (process isolatio
 loaded laptop importing TensorFlow then costs 5–20 s per message. With node config
 ``warm-worker=1`` the ClientApp hands each call to this worker (started by the node's first
 message), which keeps the federation and trainer built. It runs the same
-:func:`cflkit.flower.client.answer`, so results are identical; it exits when the node's
+:func:`cflkit.flower.node.answer`, so results are identical; it exits when the node's
 process that started it goes away (killing the SuperNode's process group ends it too) or
 after ``IDLE_SECONDS`` without work.
 
@@ -191,7 +191,7 @@ def _start(anchor: int, sock: Path, keyfile: Path, timeout: float):
 def _sweep(base: Path):
     """Remove the sockets and keys of workers whose anchor is gone (killed with SIGKILL, they
     could not clean up)."""
-    from ..processes import pid_alive
+    from ..core.processes import pid_alive
 
     for path in base.glob("worker-*"):
         anchor = path.name.split(".")[0].removeprefix("worker-")
@@ -218,8 +218,8 @@ def serve(anchor: int, base=None):
     from multiprocessing import AuthenticationError
     from multiprocessing.connection import Listener
 
-    from ..processes import pid_alive
-    from .client import answer
+    from ..core.processes import pid_alive
+    from .node import answer
 
     sock, keyfile = _paths(anchor, None if base is None else Path(base))
     key = _read_key(keyfile)

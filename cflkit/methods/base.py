@@ -1,13 +1,13 @@
 """The method interface: every federated algorithm advances its server state one round
-at a time through the same loop (:func:`cflkit.experiment.run`)."""
+at a time through the same loop (:func:`cflkit.core.experiment.run`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..aggregate import cluster_average
-from ..trainer import n_params, take
+from ..core.aggregate import cluster_average
+from ..core.trainer import n_params, take
 
 BYTES_PER_PARAM = 4  # float32 on the wire
 

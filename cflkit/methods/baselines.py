@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..aggregate import balanced_random_assignment
+from ..core.aggregate import balanced_random_assignment
 from .base import ClusteredFedAvg, Method, RoundInfo, ServerState
 
 

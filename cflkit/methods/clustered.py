@@ -1,8 +1,8 @@
 """Server-side clustered FL as three parts that combine: representation × clusterer × trigger.
 
 Every round the clients train from their cluster's model; when the trigger fires, the
-server computes a representation of every client (:mod:`cflkit.representations`),
-clusters it (:mod:`cflkit.clustering`) and from then on averages within the new clusters.
+server computes a representation of every client (:mod:`cflkit.methods.parts.representations`),
+clusters it (:mod:`cflkit.methods.parts.clustering`) and from then on averages within the new clusters.
 The named methods below are presets of the three parts; any part can be overridden from
 the config (``--set representation=update --set clusterer=hdbscan``).
 
@@ -22,10 +22,10 @@ import math
 
 import numpy as np
 
-from ..aggregate import cluster_average, contiguous
-from ..clustering import (CLUSTERERS, METRICS, NEEDS_K, align, cluster, clustering_temperature, pairwise_distances,
+from ..core.aggregate import cluster_average, contiguous
+from .parts.clustering import (CLUSTERERS, METRICS, NEEDS_K, align, cluster, clustering_temperature, pairwise_distances,
                           temperature_rises)
-from ..representations import REPRESENTATIONS, represent
+from .parts.representations import REPRESENTATIONS, represent
 from .base import ClusteredFedAvg, Context, Method, ServerState
 
 TEMPERATURE_P = 2.0  # order of the entry-wise norm in OCFL's T(Γ) (the paper's p = 2: Frobenius)
@@ -66,7 +66,7 @@ class Clustered(Method):
 
     def _check_parts(self):
         """Refuse combinations that cannot work, before any training."""
-        from ..representations import NEEDS_TRAINING
+        from .parts.representations import NEEDS_TRAINING
 
         if self.trigger == "init" and self.representation in NEEDS_TRAINING:
             raise ValueError(f"representation {self.representation!r} needs local training first: use trigger "
@@ -95,7 +95,7 @@ class Clustered(Method):
 
     def temperature(self, ctx: Context, start, trained) -> float:
         """OCFL's clustering temperature of this round: cosine distances between the
-        clients' representations (see :func:`cflkit.clustering.clustering_temperature`)."""
+        clients' representations (see :func:`cflkit.methods.parts.clustering.clustering_temperature`)."""
         rep = represent(self.representation, ctx, start, trained)
         return clustering_temperature(pairwise_distances(rep.X, "cosine"), TEMPERATURE_P)
 

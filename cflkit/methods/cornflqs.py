@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..aggregate import cluster_average, weighted_average
-from ..clustering import CLUSTERERS, cluster
-from ..representations import flatten
-from ..trainer import take
+from ..core.aggregate import cluster_average, weighted_average
+from .parts.clustering import CLUSTERERS, cluster
+from .parts.representations import flatten
+from ..core.trainer import take
 from .base import Context, Method, ServerState
 from .ifca import assign_by_loss, expose, loss_matrix, update_candidates
 

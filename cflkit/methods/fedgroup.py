@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..aggregate import cluster_average
-from ..clustering import NEEDS_K, align, cluster, cosine_similarity
-from ..representations import represent
+from ..core.aggregate import cluster_average
+from .parts.clustering import NEEDS_K, align, cluster, cosine_similarity
+from .parts.representations import represent
 from .base import Context, ServerState
 from .clustered import Clustered
 

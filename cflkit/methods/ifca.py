@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..aggregate import cluster_average
-from ..trainer import take
+from ..core.aggregate import cluster_average
+from ..core.trainer import take
 from .base import Context, Method, ServerState
 
 
@@ -79,7 +79,7 @@ def random_models(ctx: Context, k: int, seed: int) -> list:
     Each copy is the model rebuilt (``keras.models.clone_model``) under its own seed, so
     the layers' own initialisers draw it, whatever the architecture.
     """
-    from .._tf import keras
+    from ..core._tf import keras
 
     k_ = keras()
     weights = []

@@ -33,7 +33,7 @@ diagnostic (the reference stops computing them).
 """
 from __future__ import annotations
 
-from ..clustering import clustering_temperature, temperature_rises
+from .parts.clustering import clustering_temperature, temperature_rises
 from .clustered import Clustered
 
 __all__ = ["OCFL", "clustering_temperature", "temperature_rises"]  # the formula and rule live in clustering

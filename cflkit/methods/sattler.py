@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..aggregate import cluster_average
-from ..clustering import cosine_similarity, split_in_two
-from ..representations import flatten
+from ..core.aggregate import cluster_average
+from .parts.clustering import cosine_similarity, split_in_two
+from .parts.representations import flatten
 from .base import Context, Method, ServerState
 
 DEFAULT_WARMUP = 20  # the reference code splits only when c_round > 20

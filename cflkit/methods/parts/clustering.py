@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .aggregate import contiguous
+from ...core.aggregate import contiguous
 
 METRICS = {
     "euclidean": "L2 distance",

@@ -67,7 +67,7 @@ def _lazy(module: str, function: str, *args) -> Callable[[], Dataset]:
     def load() -> Dataset:
         import importlib
 
-        return getattr(importlib.import_module(f".data.{module}", __package__), function)(*args)
+        return getattr(importlib.import_module(f"cflkit.data.{module}"), function)(*args)
     return load
 
 

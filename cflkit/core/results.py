@@ -33,11 +33,11 @@ class Result:
 
 
 def save_run(result: Result, out, force: bool = False, extra: dict | None = None) -> Path:
-    """Write ``result`` to directory ``out`` atomically (see :mod:`cflkit.outputs` for when
+    """Write ``result`` to directory ``out`` atomically (see :mod:`cflkit.core.outputs` for when
     an existing directory may be replaced; ``force`` keeps entries a run did not write).
 
     The files are serialised first, so a device without room for them is reported before
-    anything is written (:class:`~cflkit.outputs.WriteError`, naming the space needed);
+    anything is written (:class:`~cflkit.core.outputs.WriteError`, naming the space needed);
     they are then written into a temporary sibling directory which is renamed into place,
     so a crash leaves either the old run or the new one, never a mix. ``extra`` maps more
     file names to their bytes (e.g. the Flower server's ``flower_events.csv``).
@@ -90,7 +90,7 @@ def _json_kind(value) -> str:
 
 
 def read_config(path):
-    """The :class:`~cflkit.config.Config` in a ``config.json``; ``ValueError`` naming the
+    """The :class:`~cflkit.core.config.Config` in a ``config.json``; ``ValueError`` naming the
     file and what is wrong with it."""
     from .config import Config
 
@@ -137,7 +137,7 @@ def load_models(path):
     ``ValueError`` naming the file when it is truncated or not such a file."""
     import zipfile
 
-    from .methods.base import ServerState
+    from ..methods.base import ServerState
 
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -155,13 +155,13 @@ def load_models(path):
 def atomic_directory(out, kind: str, force: bool = False, sizes=None):
     """Yield a temporary sibling directory to fill; on success it replaces ``out`` at once.
 
-    ``kind`` names what is written (:data:`cflkit.outputs.KINDS`); the rule of
-    :mod:`cflkit.outputs` is checked again before the swap, and the new directory gets a
+    ``kind`` names what is written (:data:`cflkit.core.outputs.KINDS`); the rule of
+    :mod:`cflkit.core.outputs` is checked again before the swap, and the new directory gets a
     manifest listing its files. A crash leaves either the old directory or the new one,
     never a mix; the temporary siblings a killed writer left are removed by the next write
-    (:func:`~cflkit.outputs.remove_stale`). ``sizes`` (bytes of the files to come) lets a
+    (:func:`~cflkit.core.outputs.remove_stale`). ``sizes`` (bytes of the files to come) lets a
     full device be reported before anything is written; running out of space while
-    writing is reported the same way (:class:`~cflkit.outputs.WriteError`), with nothing
+    writing is reported the same way (:class:`~cflkit.core.outputs.WriteError`), with nothing
     left behind.
     """
     from . import outputs
@@ -211,7 +211,7 @@ def atomic_directory(out, kind: str, force: bool = False, sizes=None):
 @contextmanager
 def atomic_file(path):
     """Yield a temporary sibling path to write; on success it replaces ``path`` at once
-    (running out of space: :class:`~cflkit.outputs.WriteError`, nothing left behind)."""
+    (running out of space: :class:`~cflkit.core.outputs.WriteError`, nothing left behind)."""
     from . import outputs
 
     path = Path(path)

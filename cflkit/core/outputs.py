@@ -17,7 +17,7 @@ command wrote. Two sorts of kinds:
   their entries must be absent or their own.
 
 The rule is checked before any work (:func:`check_output`) and again when a whole output
-is written (:func:`cflkit.results.atomic_directory`). Directories written before
+is written (:func:`cflkit.core.results.atomic_directory`). Directories written before
 manifests existed are recognised by their files (a run by ``config.json`` +
 ``history.csv`` + ``summary.json``, ...); the names such a directory would have held
 count as its own.
@@ -194,7 +194,7 @@ def write_manifest(directory, kind: str, files=None) -> None:
     now in it."""
     directory = Path(directory)
     files = sorted(set(_files(directory) if files is None else files) - {MANIFEST})
-    from . import __version__
+    from .. import __version__
 
     text = json.dumps({"kind": kind, "written_by": KINDS[kind][1], "cflkit": __version__, "files": files},
                       indent=1) + "\n"

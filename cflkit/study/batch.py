@@ -5,7 +5,7 @@ An experiment file (``experiments/*.yaml``) names notebooks and parameter grids:
     name: paper                     # runs go to runs/batch/paper/
     timeout: 1800                   # seconds a notebook cell may run (papermill's execution_timeout)
     parameters: {workers: 1}        # defaults for every entry's notebook parameters
-    paper: {dir: paper}             # after the runs, aggregate them into the article (cflkit.paper)
+    paper: {dir: paper}             # after the runs, aggregate them into the article (cflkit.article.builder)
     runs:
       - name: benchmark
         notebook: notebooks/08_benchmark_of_clustering.ipynb
@@ -36,7 +36,7 @@ resolves inside the experiment's directory.
 
 One batch at a time per experiment, its workers counted: the batch holds ``.lock`` and each
 worker holds ``.lock-workers`` (shared) for its lifetime; a new batch needs both. Workers
-are processes (spawn) that die with the batch (:func:`cflkit.processes.die_with_parent`);
+are processes (spawn) that die with the batch (:func:`cflkit.core.processes.die_with_parent`);
 each papermill run starts its own ``python3`` kernel, which exits within a second of its
 worker (ipykernel's parent poller); a new batch also ends any process left with its
 experiment's mark (``CFLKIT_BATCH_DIR`` in the environment of the workers' kernels).
@@ -62,11 +62,10 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .processes import die_with_parent, pid_alive
-from .results import write_text_atomic
+from ..core.processes import die_with_parent, pid_alive
+from ..core.results import write_text_atomic
 
-HELP = "run notebooks over parameter grids with papermill (experiments/*.yaml), resumably; then the paper's figures"
-log = logging.getLogger("cflkit.batch")
+log = logging.getLogger("cflkit.study.batch")
 
 ENTRY_KEYS = ("name", "notebook", "parameters", "grid", "overrides", "figures", "tables", "timeout")
 FILE_KEYS = ("name", "timeout", "parameters", "paper", "runs")
@@ -175,8 +174,6 @@ def _file_names(what: str, value, relative_paths: bool = False) -> tuple:
 
 def parse_experiment(data: dict, path: Path = Path("experiment.yaml")) -> Experiment:
     """An :class:`Experiment` from the parsed YAML ``data``; ``ValueError`` on anything malformed."""
-    from .paper import PAPER_KEYS, check_paper_dir
-
     if not isinstance(data, dict):
         raise ValueError(f"{path}: an experiment file is a mapping with keys {', '.join(FILE_KEYS)}")
     _check_keys(str(path), data, FILE_KEYS)
@@ -186,10 +183,7 @@ def parse_experiment(data: dict, path: Path = Path("experiment.yaml")) -> Experi
         name = check_name(f"{path}: name", data["name"])
     defaults = _mapping(f"{path}: parameters", data.get("parameters"))
     timeout = check_timeout(f"{path}: timeout", data.get("timeout", DEFAULT_TIMEOUT))
-    paper = _mapping(f"{path}: paper", data.get("paper"))
-    _check_keys(f"{path}: paper", paper, PAPER_KEYS)
-    if "dir" in paper:
-        check_paper_dir(paper["dir"], f"{path}: paper.dir")
+    paper = _mapping(f"{path}: paper", data.get("paper"))  # read by the article builder, which checks it
     runs = data.get("runs")
     if not isinstance(runs, list) or not runs:
         raise ValueError(f"{path}: 'runs' must be a non-empty list of entries (name, notebook, grid, ...)")
@@ -608,7 +602,7 @@ def index_table(runs: list[Run], exp_dir: Path):
     for r in runs:
         state = run_status(r, exp_dir)
         path = run_path(r, exp_dir) if state != "todo" else None
-        status = _read_status(path) if path else {}
+        status = read_status(path) if path else {}
         rows.append({"entry": r.entry, "label": r.label, "key": r.key, "status": state, "seed": _seed(r.parameters),
                      "wall_seconds": status.get("wall_seconds"), "started": status.get("started", ""),
                      "notebook": str(r.notebook), "path": str(path) if path else "",
@@ -618,7 +612,7 @@ def index_table(runs: list[Run], exp_dir: Path):
     return pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
 
 
-def _read_status(path: Path) -> dict:
+def read_status(path: Path) -> dict:
     """A run's ``status.json``; one that cannot be read is reported in the index, not raised."""
     file = path / "status.json"
     if not file.is_file():
@@ -791,100 +785,3 @@ def _execute_all(specs: list[dict], workers: int, exp_dir: Path):
 
 
 # ---------------------------------------------------------------- command line
-
-def add_arguments(p) -> None:
-    p.add_argument("experiment", metavar="FILE", help="experiment file, e.g. experiments/paper.yaml")
-    p.add_argument("--workers", type=int, default=1, help="runs executed at once, each in its own process "
-                                                          "and kernel (default: 1)")
-    p.add_argument("--only", default=None, metavar="PATTERN",
-                   help="only runs whose entry name or label matches this shell pattern, e.g. 'bench*'")
-    p.add_argument("--dry-run", action="store_true", help="list the runs and their status (and rewrite "
-                                                          "index.csv from the run directories); run nothing")
-    p.add_argument("--runs", default="runs/batch", metavar="DIR",
-                   help="where run directories go: DIR/<experiment name>/ (default: runs/batch)")
-    p.add_argument("--aggregate-only", action="store_true",
-                   help="run nothing; build the paper's figures, tables and macros from the finished runs")
-    p.add_argument("--no-aggregate", action="store_true", help="run, but do not build the paper's files")
-    p.add_argument("--progress", dest="progress", action="store_true", default=None,
-                   help="show a progress bar (default: only when stderr is a terminal)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-
-
-STATES = ("done", "failed", "todo", "running", "interrupted")
-
-
-def dry_run(experiment: Experiment, only: str | None, root) -> int:
-    """List the runs and their status; rewrite ``index.csv`` where the experiment's directory exists
-    (so that it never stays stale after a killed batch)."""
-    from .paper import paper_dir
-
-    planned = plan(experiment)
-    runs = select(planned, only)
-    exp_dir = batch_dir(experiment, root)
-    states = [run_status(r, exp_dir) for r in runs]
-    rows = [("status", "run", "key", "notebook")]
-    rows += [(state, r.label, r.key, str(r.notebook)) for r, state in zip(runs, states)]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
-    counts = {s: states.count(s) for s in STATES}
-    extra = "".join(f", {counts[s]} {s}" for s in ("running", "interrupted") if counts[s])
-    print(f"{len(runs)} runs: {counts['done']} done, {counts['failed']} failed, {counts['todo']} to do{extra} "
-          f"(run directories in {exp_dir}/)")
-    if exp_dir.is_dir():
-        write_index(planned, exp_dir)
-    if experiment.paper:
-        from .paper import round_time_args, round_time_csv
-
-        csv = round_time_csv(experiment, root)
-        if csv is not None:
-            state = "done" if csv.is_file() else "todo"
-            print(f"bench: {state}  bench/round_time.py {' '.join(round_time_args(experiment))} -> {csv}")
-        print(f"paper: aggregated into {paper_dir(experiment)}/ once every run is done")
-    return 0
-
-
-def main(args) -> int:
-    if args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
-    experiment = load_experiment(args.experiment)
-    if args.dry_run:
-        return dry_run(experiment, args.only, args.runs)
-    failed = []
-    if not args.aggregate_only:
-        progress = sys.stderr.isatty() if args.progress is None else args.progress
-        start = time.perf_counter()
-        try:
-            chosen, statuses = run_batch(experiment, args.workers, args.only, progress, args.runs)
-        except RuntimeError as e:
-            print(f"cflkit: error: {e}", file=sys.stderr)
-            return 1
-        exp_dir = batch_dir(experiment, args.runs)
-        states = [run_status(r, exp_dir) for r in chosen]
-        print(f"{experiment.name}: {states.count('done')} of {len(chosen)} runs done "
-              f"({len(statuses)} run now, {time.perf_counter() - start:.0f} s); index: {exp_dir / 'index.csv'}")
-        failed = [(r, s) for r, s in zip(chosen, states) if s != "done"]
-        for r, state in failed:
-            path = run_path(r, exp_dir)
-            error = _read_status(path).get("error") or f"{state} (not finished)"
-            print(f"FAILED {r.label}: {error}\n  executed notebook: {path / 'executed.ipynb'}\n"
-                  f"  log: {path / 'run.log'}", file=sys.stderr)
-    if experiment.paper and not args.no_aggregate and not args.only:
-        from .paper import measure_round_time, paper_dir
-
-        if not args.aggregate_only:
-            try:
-                measure_round_time(experiment, args.runs)
-            except RuntimeError as e:
-                print(f"cflkit: error: {e}", file=sys.stderr)
-                return 1
-        if failed:
-            print("paper: not aggregated, because runs failed (fix them and run the batch again)", file=sys.stderr)
-        else:
-            from .paper import aggregate
-
-            written = aggregate(experiment, root=args.runs)
-            where = paper_dir(experiment)
-            print(f"paper: wrote {len(written)} files into {where}/ (figures/, tables/, macros.tex)" if written
-                  else f"paper: {where}/ is up to date")
-    return 1 if failed else 0

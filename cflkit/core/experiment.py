@@ -32,7 +32,7 @@ def method_rng(seed: int) -> np.random.Generator:
 
 def validate(config: Config):
     """Check names before any heavy work, so that bad input fails at once."""
-    from .methods import METHODS
+    from ..methods import METHODS
 
     if config.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASETS)}")
@@ -57,7 +57,7 @@ def build_context(config: Config, federation):
     """What a method sees in a run of ``config`` on ``federation``: the seeded model, the
     trainer, the method's random stream — built exactly as :func:`run` builds it, so a
     notebook can step a method by hand and get the same numbers."""
-    from .methods import Context
+    from ..methods import Context
     from .models import build_model
     from .trainer import Trainer, initial_weights, seed_keras
 
@@ -70,16 +70,16 @@ def build_context(config: Config, federation):
 
 
 def run(config: Config, progress: bool = False, federation=None, out=None, force: bool = False) -> Result:
-    """Run ``config`` and return its :class:`~cflkit.results.Result`; write it to ``out`` if given.
+    """Run ``config`` and return its :class:`~cflkit.core.results.Result`; write it to ``out`` if given.
 
     Round 0 records the untrained starting point; rounds 1..R follow the method.
     Raises ``ValueError`` for bad input, an ``out`` that may not be written (see
-    :mod:`cflkit.outputs`; ``force`` keeps entries a run did not write) included, before
+    :mod:`cflkit.core.outputs`; ``force`` keeps entries a run did not write) included, before
     training starts, and :class:`DivergenceError` if a loss becomes non-finite.
     """
     import pandas as pd
 
-    from .methods import make_method
+    from ..methods import make_method
 
     validate(config)
     if out is not None:

@@ -2,7 +2,7 @@
 run cell by cell into ordinary run directories, and summarised in one tidy table.
 
 >>> from cflkit import Config
->>> from cflkit.compare import compare, summarize_grid
+>>> from cflkit.study.compare import compare, summarize_grid
 >>> results = compare({"method": ["fedavg", "flhc"], "scenario": ["rotation", "label_swap"],
 ...                    "seed": [0, 1, 2]}, "runs/compare", base=Config(rounds=10))  # doctest: +SKIP
 >>> summarize_grid(results)  # doctest: +SKIP
@@ -10,7 +10,7 @@ run cell by cell into ordinary run directories, and summarised in one tidy table
 What lands in ``out_dir``:
 
 - ``cells/<cell-id>/`` — one normal run directory per cell (``config.json``,
-  ``history.csv``, ``summary.json``), written atomically by :func:`cflkit.experiment.run`.
+  ``history.csv``, ``summary.json``), written atomically by :func:`cflkit.core.experiment.run`.
   ``<cell-id>`` is ``<method>-<scenario>-s<seed>``, then ``<field>_<value>`` for every
   other field that varies in the grid, then 8 hex digits of the hash of the full config.
 - ``results.csv`` — one row per cell: its config values, final accuracy, clustering
@@ -54,8 +54,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import FIELDS, Config, coerce
-from .results import RUN_FILES, atomic_file, write_text_atomic
+from ..core.config import FIELDS, Config, coerce
+from ..core.results import RUN_FILES, atomic_file, write_text_atomic
 
 log = logging.getLogger("cflkit")
 
@@ -90,7 +90,7 @@ def expand_grid(grid: dict, base: Config = Config()) -> list[Cell]:
     earlier one are dropped (see the module docstring). Raises ``ValueError`` naming the
     bad value and the valid ones, before anything is run or written.
     """
-    from .experiment import validate
+    from ..core.experiment import validate
 
     if not isinstance(grid, dict) or not grid:
         raise ValueError("the grid must be a non-empty dict of config field -> list of values, "
@@ -165,9 +165,9 @@ def _values(key: str, values) -> list:
 
 
 def _check_part(key: str, values):
-    from .clustering import CLUSTERERS, METRICS
-    from .methods.clustered import TRIGGERS
-    from .representations import REPRESENTATIONS
+    from ..methods.parts.clustering import CLUSTERERS, METRICS
+    from ..methods.clustered import TRIGGERS
+    from ..methods.parts.representations import REPRESENTATIONS
 
     options = {"representation": REPRESENTATIONS, "clusterer": CLUSTERERS, "trigger": TRIGGERS,
                "metric": METRICS}[key]
@@ -177,15 +177,15 @@ def _check_part(key: str, values):
 
 
 def _is_clustered(method: str) -> bool:
-    from .methods import METHODS
-    from .methods.clustered import Clustered
+    from ..methods import METHODS
+    from ..methods.clustered import Clustered
 
     return method in METHODS and issubclass(METHODS[method], Clustered)
 
 
 def _parts_used(config: Config) -> dict:
     """The representation, clusterer and trigger a run of ``config`` uses ('' if none)."""
-    from .methods import METHODS, make_method
+    from ..methods import METHODS, make_method
 
     if not _is_clustered(config.method):
         return dict.fromkeys(PARTS, "")
@@ -214,7 +214,7 @@ def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | No
     recorded in ``error`` and the others go on. ``progress`` shows a bar over cells
     (default: when stderr is a terminal).
     """
-    from .outputs import MANIFEST, TARGETS, WriteError, check_output, make_dirs, mark, remove_made
+    from ..core.outputs import MANIFEST, TARGETS, WriteError, check_output, make_dirs, mark, remove_made
 
     cells = expand_grid(grid, base)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -281,7 +281,7 @@ def _resume(cells: list[Cell], cells_dir: Path) -> list[Cell]:
 
 def _run_config(path: Path) -> Config | None:
     """The config of the complete run in ``path``, or None."""
-    from .results import read_config
+    from ..core.results import read_config
 
     if not all((path / f).is_file() for f in RUN_FILES):
         return None
@@ -348,9 +348,9 @@ def _run_pool(cells, cells_dir, n: int, bar) -> dict:
 
 def run_cell(config: Config, out, fresh_session: bool = False) -> str | None:
     """Run one cell into ``out``; return None, or its error as one line."""
-    from . import experiment
+    from ..core import experiment
 
-    from .outputs import WriteError
+    from ..core.outputs import WriteError
 
     try:
         experiment.run(config, out=out)
@@ -360,7 +360,7 @@ def run_cell(config: Config, out, fresh_session: bool = False) -> str | None:
         return one_line(e)
     finally:
         if fresh_session:  # a worker runs many cells: free each one's graphs and models
-            from ._tf import keras
+            from ..core._tf import keras
 
             keras().backend.clear_session()
     return None
@@ -382,8 +382,8 @@ def _init_worker(threads: int, parent: int | None = None):
     """Worker start: exit with the parent (a killed ``compare`` leaves no worker behind);
     import TensorFlow once for all the cells this worker runs, with its thread pools
     limited (only possible before its runtime starts)."""
-    from ._tf import keras, tf
-    from .processes import die_with_parent
+    from ..core._tf import keras, tf
+    from ..core.processes import die_with_parent
 
     die_with_parent(parent)
 
@@ -419,7 +419,7 @@ def results_table(cells: list[Cell], cells_dir, errors: dict | None = None) -> p
 
 def per_round_scores(history: pd.DataFrame) -> pd.DataFrame:
     """ARI, AMI, V-measure and number of clusters of every round of one run's history."""
-    from .metrics import clustering_scores
+    from ..core.metrics import clustering_scores
 
     rows = []
     for r, rnd in history.sort_values(["round", "client"]).groupby("round", sort=True):

@@ -1,0 +1,1 @@
+"""The core: config, data, scenarios, federation, models, trainer, the run loop, results."""

@@ -1,0 +1,1 @@
+"""The parts server-side clustered methods combine: representation, clusterer, trigger."""

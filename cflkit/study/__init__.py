@@ -1,0 +1,1 @@
+"""Study tools: the benchmark grid (compare) and batch runs of notebooks (batch)."""

@@ -1,0 +1,58 @@
+"""The reshaped core gives the numbers of the release before it: every config of
+``tests/golden/make.py`` (every method, planted and real federations), loaded from the
+``config.json`` that release wrote (its flat format), runs to the same history,
+diagnostics and summary (``tests/golden/README.md``)."""
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cflkit.core.experiment import run
+from cflkit.core.results import read_config
+
+GOLDEN = Path(__file__).parent / "golden" / "runs"
+NAMES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
+REAL = ("heart", "air")  # need the offline copies of the real datasets
+TIMING = {"seconds", "wall_seconds"}
+
+
+def _offline(dataset_word: str) -> bool:
+    folder = {"heart": "heart_disease_uci", "air": "beijing_multisite_air_quality"}[dataset_word]
+    return any((Path(d) / folder).is_dir() for d in os.environ.get("CFLKIT_OFFLINE_DIRS", "").split(os.pathsep) if d)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_a_config_of_the_release_before_runs_to_the_same_numbers(name, tmp_path):
+    word = next((w for w in REAL if name.endswith(f"_{w}")), None)
+    if word and not _offline(word):
+        if os.environ.get("CFLKIT_STRICT") == "1":
+            pytest.fail(f"{name} needs the offline copy of its dataset (CFLKIT_OFFLINE_DIRS)")
+        pytest.skip(f"{name} needs the offline copy of its dataset (CFLKIT_OFFLINE_DIRS)")
+    golden = GOLDEN / name
+    config = read_config(golden / "config.json")
+    run(config, out=tmp_path / "run")
+    expected = pd.read_csv(golden / "history.csv")
+    got = pd.read_csv(tmp_path / "run" / "history.csv")
+    columns = [c for c in expected.columns if c not in TIMING]
+    assert list(got.columns) == list(expected.columns)
+    pd.testing.assert_frame_equal(got[columns], expected[columns], check_exact=True)
+    if (golden / "diagnostics.csv").is_file():
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "run" / "diagnostics.csv"),
+                                      pd.read_csv(golden / "diagnostics.csv"), check_exact=True)
+    else:
+        assert not (tmp_path / "run" / "diagnostics.csv").exists()
+    want = json.loads((golden / "summary.json").read_text())
+    have = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert set(have) == set(want)
+    assert all(_same(have[k], want[k]) for k in want if k not in TIMING), \
+        {k: (have[k], want[k]) for k in want if k not in TIMING and not _same(have[k], want[k])}

@@ -4,9 +4,10 @@ Importing the package is cheap: TensorFlow is imported only when a model is trai
 """
 from __future__ import annotations
 
-from .core.config import Config
+from .core.config import Config, params_for
 from .core.datasets import DATASETS, Dataset, load_dataset
-from .core.experiment import DivergenceError, federation_from, run
+from .core.experiment import federation_from, run
+from .core.loop import DivergenceError
 from .core.federation import Federation
 from .core.results import Result, load_run, save_run
 from .core.scenarios import SCENARIOS, make_federation
@@ -14,4 +15,4 @@ from .core.scenarios import SCENARIOS, make_federation
 __version__ = "0.1.0"
 
 __all__ = ["Config", "DATASETS", "Dataset", "DivergenceError", "Federation", "Result", "SCENARIOS",
-           "federation_from", "load_dataset", "load_run", "make_federation", "run", "save_run"]
+           "federation_from", "load_dataset", "load_run", "make_federation", "params_for", "run", "save_run"]

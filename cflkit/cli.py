@@ -7,10 +7,9 @@ import importlib
 import logging
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 
-from .core.config import FIELDS, Config, coerce, help_text
+from .core.config import FIELDS, Config, help_text, parameter_names
 
 USAGE_ERROR = 2
 FAILURE = 1
@@ -30,27 +29,46 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"cflkit: error: {message}\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _method_in(argv) -> str | None:
+    """The value of ``--method`` in ``cflkit run``'s arguments, if given."""
+    argv = list(argv or [])
+    if not argv or argv[0] != "run":
+        return None
+    for i, a in enumerate(argv):
+        if a == "--method" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--method="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _parser(argv=None) -> argparse.ArgumentParser:
     p = _Parser(prog="cflkit", description="Evaluate and compare clustered federated learning methods.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    r = sub.add_parser("run", help="run one method on one federation and write a run directory")
+    r = sub.add_parser("run", help="run one method on one federation and write a run directory",
+                       epilog="Each method has parameters of its own: `cflkit list METHOD` lists them, and "
+                              "`cflkit run --method METHOD --help` shows them as options.")
     defaults = Config()
-    for f in fields(Config):
-        default = getattr(defaults, f.name)
+    for name in FIELDS:
+        default = getattr(defaults, name)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        r.add_argument(f"--{f.name}", dest=f.name, default=None, metavar=type(default).__name__.upper(),
-                       help=f"{help_text(f.name)} (default: {shown})")
+        r.add_argument(f"--{name}", dest=name, default=None, metavar=type(default).__name__.upper(),
+                       help=f"{help_text(name)} (default: {shown})")
+    _add_method_options(r, _method_in(argv))
     r.add_argument("--config", default=None, metavar="CONFIG_JSON",
                    help="start from a run's config.json (re-run it); other options override it")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="set any config field, e.g. --set groups=4 --set alpha=0.3 (repeatable)")
+                   help="set a config field or a parameter of the method, e.g. --set groups=4 --set restarts=5 "
+                        "(repeatable)")
     r.add_argument("--out", default=None, help="run directory to write (default: runs/<method>-<scenario>-s<seed>); "
                                                 "an earlier run there is replaced, anything else is refused")
     _add_force(r, "run")
     _add_progress(r)
 
-    sub.add_parser("list", help="list datasets, scenarios, models and methods")
+    ls = sub.add_parser("list", help="list datasets, scenarios, models and methods; with METHOD, its parameters")
+    ls.add_argument("method", nargs="?", default=None, metavar="METHOD",
+                    help="a method: its parameters, their defaults and what each does")
 
     d = sub.add_parser("demo", help="FedAvg vs oracle vs local on rotated digits: the built-in default job")
     d.add_argument("--out", default="runs/demo", help="directory for the runs and the comparison table")
@@ -93,6 +111,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_method_options(p, method: str | None):
+    """``--<parameter>`` options for the parameters of ``method`` (when it names one)."""
+    from .methods import METHODS
+
+    if method not in METHODS:
+        return
+    params = METHODS[method].Params
+    if not params.names():
+        return
+    group = p.add_argument_group(f"parameters of method {method!r} (also as --set name=value)")
+    for name, default, text in params.describe():
+        group.add_argument(f"--{name}", dest=f"param:{name}", default=None, metavar="VALUE",
+                           help=f"{text} (default: {default})")
+
+
 def count(low: int):
     """An argparse type: an integer >= ``low`` (the error names the option and the range)."""
     def parse(text: str) -> int:
@@ -122,6 +155,7 @@ def _add_progress(p):
 def config_from_args(args) -> Config:
     """The config that ``cflkit run`` options describe (options first, then --set)."""
     changes = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
+    changes.update({k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith("param:") and v is not None})
     for item in args.set:
         if "=" not in item:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
@@ -132,7 +166,28 @@ def config_from_args(args) -> Config:
         from .core.results import read_config
 
         base = read_config(args.config)  # ValueError naming the file and what is wrong with it
-    return base.replace(**{k: coerce(k, v) for k, v in changes.items()})
+    return base.replace(**changes)  # shared fields and the method's parameters; errors name what is wrong
+
+
+def cmd_list_method(name: str) -> int:
+    """``cflkit list METHOD``: the method, its reference and its parameters with their defaults."""
+    from .core.config import method_class
+
+    cls = method_class(name)
+    print(f"{name}: {cls.summary}")
+    doc = (cls.__doc__ or "").strip().split("\n\n")[0]
+    if doc:
+        print("  " + " ".join(doc.split()))
+    rows = cls.Params.describe()
+    if not rows:
+        print("parameters: none")
+        return 0
+    print("parameters (--set name=value, or --name value with --method " + name + "):")
+    width = max(len(r[0]) for r in rows)
+    shown = max(len(r[1]) for r in rows)
+    for pname, default, text in rows:
+        print(f"  {pname:<{width}}  {default:<{shown}}  {text}")
+    return 0
 
 
 def cmd_list() -> int:
@@ -156,14 +211,15 @@ def cmd_list() -> int:
     from .methods.clustered import TRIGGERS, Clustered
     from .methods.parts.representations import REPRESENTATIONS
 
-    presets = {k: ", ".join(f"{p}={m.defaults[p]}" for p in ("representation", "clusterer", "trigger", "metric")
-                            if p in m.defaults)
+    presets = {k: ", ".join(f"{p}={getattr(m.Params(), p)}" for p in ("representation", "clusterer", "trigger",
+                                                                          "metric"))
                for k, m in METHODS.items() if issubclass(m, Clustered)}
     section("clustered presets (override any part with --set part=value):", presets)
     section("representations (what the server compares):", REPRESENTATIONS)
     section("clusterers (how):", CLUSTERERS)
     section("triggers (when):", TRIGGERS)
     section("metrics:", METRICS)
+    print("parameters of a method, with their defaults: cflkit list METHOD")
     return 0
 
 
@@ -261,8 +317,9 @@ def grid_from_args(args) -> tuple[dict, Config]:
         if "=" not in item:
             raise ValueError(f"--grid expects FIELD=V1,V2, got {item!r}")
         key, text = (part.strip() for part in item.split("=", 1))
-        if key not in FIELDS:
-            raise ValueError(f"unknown config field {key!r} in --grid; choose one of: {', '.join(FIELDS)}")
+        if key not in FIELDS and key not in parameter_names():
+            raise ValueError(f"unknown config field or method parameter {key!r} in --grid; choose one of: "
+                             f"{', '.join(FIELDS)}, or a method's parameter (`cflkit list METHOD`)")
         put(key, text, f"--grid {key}")
     changes = {}
     for item in args.set:
@@ -271,7 +328,10 @@ def grid_from_args(args) -> tuple[dict, Config]:
         key, value = (part.strip() for part in item.split("=", 1))
         if key in grid:
             raise ValueError(f"field {key!r} is both fixed by --set and varied by the grid; keep one")
-        changes[key] = value
+        if key in FIELDS:
+            changes[key] = value
+        else:  # a method parameter: fixed for every method of the grid that takes it
+            put(key, value, f"--set {key}")
     return grid, Config().replace(**changes)
 
 
@@ -337,17 +397,17 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv=None) -> int:
-    from .core.experiment import DivergenceError
+    from .core.loop import DivergenceError
     from .core.outputs import WriteError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
     except SystemExit as e:  # a usage error (already printed, one line) or --help: its exit code
         return e.code if isinstance(e.code, int) else USAGE_ERROR
     try:
         if args.command == "list":
-            return cmd_list()
+            return cmd_list_method(args.method) if args.method else cmd_list()
         if args.command == "run":
             return cmd_run(args)
         if args.command == "compare":

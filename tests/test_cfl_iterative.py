@@ -50,8 +50,8 @@ def run_recording(config, fed, monkeypatch):
     states = []
     original = cls.round
 
-    def recording(self, state, ctx):
-        new, info = original(self, state, ctx)
+    def recording(self, state, ctx, r):
+        new, info = original(self, state, ctx, r)
         states.append(new)
         return new, info
 
@@ -206,7 +206,7 @@ def test_sattler_bipartition_linkages():
         assert bipartition(S, linkage).tolist() == [0, 0, 1, 1]
     with pytest.raises(ValueError, match="unknown linkage 'ward'"):
         bipartition(S, "ward")
-    with pytest.raises(ValueError, match="unknown linkage 'ward' for sattler"):
+    with pytest.raises(ValueError, match="unknown linkage 'ward'; choose one of: complete, single, average"):
         METHODS["sattler"](Config(method="sattler", linkage="ward"))
 
 

@@ -76,51 +76,45 @@ def test_temperature_rejects_bad_input():
     assert clustering_temperature(np.zeros((1, 1))) == 0.0
 
 
-class ScriptedOCFL(OCFL):
-    """OCFL whose temperatures are given, to test the trigger alone."""
-
-    name = ""
-
-    def __init__(self, config, temperatures):
-        super().__init__(config)
-        self.temperatures = iter(temperatures)
-
-    def temperature(self, ctx, start, trained):
-        return next(self.temperatures)
+def scripted_ocfl_run(small_fed, monkeypatch, temperatures, **params):
+    """A real OCFL run (Clustered.round, the loop, HDBSCAN) whose temperatures are given, to
+    test the trigger alone: the rounds it clustered in and the temperatures it reported."""
+    scripted = iter(temperatures)
+    monkeypatch.setattr(OCFL, "temperature", lambda self, ctx, start, trained: next(scripted))
+    config = SMALL.replace(method="ocfl", rounds=len(temperatures), min_cluster_size=2, **params)
+    result = run(config, federation=small_fed)
+    fired = [d["round"] for d in result.diagnostics if d["clustered"]]
+    return fired, result
 
 
-def fired_rounds(method, n_rounds):
-    """Drive ``fires`` as Clustered.round does and return the rounds it fired in."""
-    extra = {"round": 0, "clustered_at": None}
-    fired = []
-    for r in range(1, n_rounds + 1):
-        extra = dict(extra, round=r)
-        state = ServerState([np.zeros((1, 2))], np.zeros(3, dtype=np.int64), extra)
-        if method.fires(state, None, None, None):
-            fired.append(r)
-            if extra["clustered_at"] is None:
-                extra["clustered_at"] = r
-    return fired, extra
-
-
-def test_ocfl_clusters_once_at_the_first_rise_of_the_temperature():
+def test_ocfl_clusters_once_at_the_first_rise_of_the_temperature(small_fed, monkeypatch):
     temps = [0.5, 0.4, 0.45, 0.3, 0.6, 0.7]
-    fired, extra = fired_rounds(ScriptedOCFL(Config(method="ocfl"), temps), len(temps))
+    fired, result = scripted_ocfl_run(small_fed, monkeypatch, temps)
     assert fired == [3], "T_3 = 0.45 > T_2 = 0.40 is the first rise; later rises do not re-cluster"
-    assert extra["temperature"] == 0.7 and extra["previous_temperature"] == 0.6
+    assert result.state.clustered_at == 3 and result.state.temperature == 0.7
+    assert [d["temperature"] for d in result.diagnostics] == temps
+    partitions = result.history.groupby("round")["cluster"].apply(tuple)
+    assert len(set(partitions.loc[3:])) == 1, "the partition of round 3 is kept to the end"
     assert temperature_rises(0.4, 0.45) and not temperature_rises(0.45, 0.45)
 
 
-def test_ocfl_never_fires_in_round_one_and_respects_warmup():
-    temps = [0.5, 0.4, 0.45, 0.3, 0.6]
-    assert fired_rounds(ScriptedOCFL(Config(method="ocfl"), [0.9]), 1)[0] == []  # T_0 = inf
-    fired, _ = fired_rounds(ScriptedOCFL(Config(method="ocfl", warmup_rounds=3), temps), len(temps))
-    assert fired == [5]
+def test_ocfl_never_fires_in_round_one_and_respects_warmup(small_fed, monkeypatch):
+    assert scripted_ocfl_run(small_fed, monkeypatch, [0.9])[0] == []  # T_0 = inf
+    assert scripted_ocfl_run(small_fed, monkeypatch, [0.5, 0.4, 0.45, 0.3, 0.6], warmup_rounds=3)[0] == [5]
 
 
-def test_ocfl_with_a_monotone_temperature_stays_fedavg():
-    fired, _ = fired_rounds(ScriptedOCFL(Config(method="ocfl"), [0.5, 0.4, 0.3, 0.2]), 4)
-    assert fired == []
+def test_ocfl_with_a_monotone_temperature_stays_fedavg(small_fed, monkeypatch):
+    fired, result = scripted_ocfl_run(small_fed, monkeypatch, [0.5, 0.4, 0.3, 0.2])
+    assert fired == [] and result.state.clustered_at is None and result.summary["n_clusters"] == 1
+
+
+def test_the_trigger_is_a_pure_function_of_the_round():
+    from cflkit.methods.parts.triggers import fires
+
+    assert [r for r in range(1, 6) if fires("once", r, warmup=2)] == [3]
+    assert [r for r in range(1, 6) if fires("every", r, warmup=2)] == [3, 4, 5]
+    assert not any(fires("init", r, warmup=0) for r in range(1, 6))
+    assert not fires("temperature", 4, warmup=0, clustered_at=2, previous_temperature=0.1, temperature=0.9)
 
 
 # -- EDC, MADC and the FedGroup cold start -------------------------------------------------
@@ -211,8 +205,8 @@ def run_recording_states(config, fed, monkeypatch):
         states.append(state)
         return state
 
-    def round_(self, state, ctx):
-        new, info = original_round(self, state, ctx)
+    def round_(self, state, ctx, r):
+        new, info = original_round(self, state, ctx, r)
         states.append(new)
         assert info.bytes_up.shape == info.bytes_down.shape == (fed.n_clients,)
         return new, info
@@ -253,7 +247,7 @@ def test_ocfl_reports_the_temperature_every_round(small_fed):
     temps = [d["temperature"] for d in result.diagnostics]
     assert len(temps) == SMALL.rounds and all(0.0 <= t <= 1.0 for t in temps)
     clustered = [d["round"] for d in result.diagnostics if d["clustered"]]
-    at = result.state.extra["clustered_at"]
+    at = result.state.clustered_at
     assert clustered == ([] if at is None else [at])
     if at is not None:  # it fired at the first rise of the temperature
         rises = [r for r in range(2, SMALL.rounds + 1) if temps[r - 1] > temps[r - 2]]
@@ -264,7 +258,7 @@ def test_fedgroup_reports_its_cold_start(small_fed):
     result = run(SMALL.replace(method="fedgroup"), federation=small_fed)
     first = result.diagnostics[0]
     assert first["clustering_clients"] == 8 and first["newcomers"] == 0
-    assert result.state.extra["clustered_at"] == 1
+    assert result.state.clustered_at == 1
     assert result.summary["n_clusters"] == 2
 
 
@@ -366,9 +360,9 @@ def test_bad_combinations_fail_with_a_clear_value_error(changes, bad, match, gri
 @pytest.mark.parametrize("clusterer", ["kmeans", "gmm"])
 def test_vector_clusterers_refuse_principal_angle_distances(clusterer, grid_fed):
     """k-means / GMM would cluster the sign-ambiguous flattened bases, not the principal angles."""
-    config = GRID.replace(representation="subspace", clusterer=clusterer, metric="principal_angle", trigger="init")
     with pytest.raises(ValueError, match=f"clusterer '{clusterer}' needs representation vectors.*choose") as info:
-        run(config, federation=grid_fed)
+        run(GRID.replace(representation="subspace", clusterer=clusterer, metric="principal_angle", trigger="init"),
+            federation=grid_fed)
     assert_clear_value_error(info.value, [clusterer])
 
 

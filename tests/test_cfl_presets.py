@@ -28,7 +28,7 @@ def test_pacfl_recovers_disjoint_label_skew_in_one_shot_before_training():
     result = run(config.replace(method="pacfl", rounds=3), federation=fed)
     assert result.summary["ari"] >= 0.9
     assert result.summary["stable_round"] == 0, "clustered before the first round, never changed"
-    assert result.state.extra["clustered_at"] == 0
+    assert result.state.clustered_at == 0
 
 
 def test_pacfl_cannot_see_label_swap_because_labels_are_not_in_the_data_matrix():
@@ -61,7 +61,7 @@ def test_metadata_groups_by_a_client_attribute():
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(method="flhc", representation="weight"), "unknown representation 'weight' for method 'flhc'; choose one of"),
+    (dict(method="flhc", representation="weight"), "unknown representation 'weight'; choose one of: weights"),
     (dict(method="flhc", clusterer="kmedoids"), "unknown clusterer 'kmedoids'"),
     (dict(method="flhc", trigger="sometimes"), "unknown trigger 'sometimes'"),
     (dict(method="clustered", trigger="init", representation="update"), "needs local training first"),

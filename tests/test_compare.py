@@ -1,6 +1,7 @@
 """The clustering benchmark: a grid of cells → run directories → one tidy table, resumable,
 parallel with the same numbers, and failures recorded rather than fatal."""
 import json
+import re
 import logging
 import shutil
 
@@ -60,7 +61,7 @@ def test_one_row_per_distinct_cell_with_the_documented_columns(grid_run):
     for row in results.itertuples():
         config = json.loads((out / "cells" / row.cell / "config.json").read_text())
         assert (config["method"], config["seed"], config["clients"]) == (row.method, row.seed, 8)
-        assert config["representation"] == ("" if row.method != "flhc" else row.representation)
+        assert config["params"].get("representation", "") == ("" if row.method != "flhc" else row.representation)
         assert row.cell.startswith(f"{row.method}-rotation-s{row.seed}")
 
 
@@ -175,13 +176,18 @@ def test_summarize_grid_gives_mean_and_std_over_seeds():
 @pytest.mark.parametrize("grid, message", [
     ({"method": ["fedavgg"]}, "unknown method 'fedavgg'; choose one of: fedavg, fedprox"),
     ({"method": ["fedavg"], "scenario": ["rotaton"]}, "unknown scenario 'rotaton'; choose one of: iid"),
-    ({"method": ["flhc"], "colour": ["red"]}, "unknown config field 'colour' in the grid; choose one of: dataset"),
+    ({"method": ["flhc"], "colour": ["red"]},
+     "unknown config field or method parameter 'colour' in the grid; choose one of: dataset"),
+    ({"method": ["fedavg", "oracle"], "restarts": [5]},
+     "no method of the grid (fedavg, oracle) takes parameter 'restarts'; it is a parameter of: ifca"),
+    ({"method": ["fedavg", "ifca"], "restarts": [0]}, "parameter 'restarts' must be >= 1, got 0"),
     ({"method": []}, "the grid gives no values for 'method'"),
-    ({"method": ["fedavg"], "representation": ["weightz"]}, "unknown representation 'weightz'; choose one of: weights"),
+    ({"method": ["fedavg", "flhc"], "representation": ["weightz"]},
+     "unknown representation 'weightz'; choose one of: weights"),
     ({"method": ["flhc"], "seed": ["one"]}, "option 'seed' expects an integer, got 'one'"),
 ])
 def test_bad_grid_fails_before_anything_is_written(grid, message, tmp_path):
-    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(")):
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
         compare(grid, tmp_path / "out", base=BASE)
     assert not (tmp_path / "out").exists()
 
@@ -190,7 +196,8 @@ def test_expand_grid_prunes_parts_of_methods_that_do_not_use_them():
     cells = expand_grid({"method": ["oracle", "kmeans"], "clusterer": ["kmeans", "agglomerative"],
                          "trigger": ["once", "every"]}, BASE)
     assert [c.config.method for c in cells] == ["oracle"] + ["kmeans"] * 4
-    assert cells[0].config.clusterer == "" and cells[0].id.startswith("oracle-rotation-s0-")
+    assert cells[0].config.params.names() == () and cells[0].id.startswith("oracle-rotation-s0-")
+    assert cells[0].labels["clusterer"] == "" and cells[1].labels["clusterer"] == "kmeans"
     assert "clusterer_agglomerative-trigger_every" in cells[-1].id
     assert expand_grid({"method": ["kmeans"]}, BASE)[0].id == expand_grid({"method": "kmeans"}, BASE)[0].id
 
@@ -198,7 +205,7 @@ def test_expand_grid_prunes_parts_of_methods_that_do_not_use_them():
 @pytest.mark.parametrize("args, message", [
     (["--methods", "fedavg,flhcc"], "unknown method 'flhcc'; choose one of: fedavg"),
     (["--methods", "fedavg", "--scenarios", "rotation,swap"], "unknown scenario 'swap'; choose one of: iid"),
-    (["--methods", "flhc", "--grid", "colour=red,blue"], "unknown config field 'colour' in --grid; choose one of:"),
+    (["--methods", "flhc", "--grid", "colour=red,blue"], "unknown config field or method parameter 'colour' in --grid; choose one of:"),
     (["--methods", "flhc", "--grid", "representation="], "--grid representation gives no values for 'representation'"),
     (["--methods", "flhc", "--grid", "clusterer=kmeans,kmedoids"],
      "unknown clusterer 'kmedoids'; choose one of: kmeans"),

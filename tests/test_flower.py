@@ -18,7 +18,7 @@ from cflkit.flower.protocol import Replay, draw_permutations, imputed_update, pa
 
 needs_flwr = pytest.mark.skipif(importlib.util.find_spec("flwr") is None,
                                 reason="Flower is optional: pip install -r requirements-flower.txt")
-HEART = dict(dataset="heart_disease", scenario="natural", local_epochs=1, clusters=2)
+HEART = dict(dataset="heart_disease", scenario="natural", local_epochs=1)  # clusters=2 for methods that take it
 
 
 def _have_heart():
@@ -179,11 +179,11 @@ def test_a_dead_client_is_dropped_and_the_round_completes():
     trainer = FlowerTrainer(ctx.trainer, fed, config, MemoryGrid(4, dead={2}), timeout=1)
     ctx.trainer = trainer
     trainer.begin_round(1, state.client_models())
-    candidates = state.extra["candidates"]
+    candidates = state.candidates
     rng_state = ctx.rng.bit_generator.state
-    new, info = method.round(state, ctx)
+    new, info = method.round(state, ctx, 1)
     assert trainer.dropped == {2}
-    assert new.extra["choice"][2] == state.extra["choice"][2]  # it keeps its cluster
+    assert new.choice[2] == state.choice[2]  # it keeps its cluster
     # each candidate is the average of the clients that answered: redo the round by hand
     ctx.rng.bit_generator.state = rng_state
     ctx.trainer = trainer.local
@@ -191,13 +191,13 @@ def test_a_dead_client_is_dropped_and_the_round_completes():
     from cflkit.core.trainer import take
 
     choice = assign_by_loss(loss_matrix(ctx, candidates))
-    choice[2] = state.extra["choice"][2]
+    choice[2] = state.choice[2]
     trained = ctx.train(take(candidates, choice))
     live = np.array([0, 1, 3])
     used = np.unique(choice[live])
     avg = cluster_average([t[live] for t in trained], fed.sizes[live], np.searchsorted(used, choice[live]), len(used))
     for j, k in enumerate(used):
-        np.testing.assert_allclose(new.extra["candidates"][0][k], avg[0][j], atol=1e-5)
+        np.testing.assert_allclose(new.candidates[0][k], avg[0][j], atol=1e-5)
     assert [e["event"] for e in trainer.events].count("dropped") == 1
     metrics = trainer.metrics(new.client_models(), fed.test_index)
     assert np.isnan(metrics["accuracy"][2]) and np.isfinite(np.delete(metrics["accuracy"], 2)).all()
@@ -265,9 +265,9 @@ def localhost_federation(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["fedavg", "ifca"])
 def test_localhost_federation_matches_the_in_process_run(localhost_federation, tmp_path, method):
-    from cflkit import Config, run
+    from cflkit import Config, params_for, run
 
-    config = Config(**HEART, method=method, rounds=2, seed=2)
+    config = Config(**HEART, method=method, rounds=2, seed=2, **params_for(method, clusters=2))
     deployed = localhost_federation.run(config, tmp_path / "run", timeout=400, round_timeout=150, evaluate_every=2)
     local = run(config)
     assert local.summary["n_clusters"] == (2 if method == "ifca" else 1)  # seed 2: IFCA's K models both chosen

@@ -1,5 +1,8 @@
-"""One flat, frozen experiment configuration: its fields are the CLI options and the
-notebook parameters, and ``config.json`` of a run holds all of them."""
+"""One frozen experiment configuration: the shared fields (data, scenario, model, local
+training, seed) are the CLI options and the notebook parameters; ``params`` holds the chosen
+method's own parameters (:class:`cflkit.methods.params.Params`, declared in the method's
+file). ``config.json`` of a run holds all of it and re-runs it; the flat files written
+before methods owned their parameters still load (:meth:`Config.from_dict`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,10 +11,23 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+# What the config fields of the release before method-owned parameters meant when left at
+# their placeholders: loading such a file maps these to the methods' real defaults.
+LEGACY_PARAMETERS = ("mu", "clusters", "representation", "clusterer", "trigger", "metric", "linkage",
+                     "distance_threshold", "warmup_rounds", "min_cluster_size", "subspace_dim", "probe_size", "eps1",
+                     "eps2", "restarts", "metadata_key")
+LEGACY_PLACEHOLDERS = {"clusters": (0, "groups"), "warmup_rounds": (-1, None), "representation": ("", None),
+                       "clusterer": ("", None), "trigger": ("", None), "metric": ("", None), "linkage": ("", None),
+                       "distance_threshold": (0.0, "none"), "metadata_key": ("", "none")}  # old -> new (None: default)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class Config:
-    """Everything that determines a run's numbers. Same config, same results."""
+    """Everything that determines a run's numbers. Same config, same results.
+
+    ``Config(method="ifca", restarts=5)``: keywords that are not shared fields are the
+    method's parameters; one the method does not take is an error naming those it does.
+    """
 
     # data and scenario
     dataset: str = "digits"  # a name from `cflkit list`
@@ -37,26 +53,19 @@ class Config:
     jit_compile: bool = False  # XLA-compile the trainer (measured: no gain on small MLPs here)
     # method
     method: str = "fedavg"  # a name from `cflkit list`
-    mu: float = 0.01  # fedprox: proximal term weight
-    clusters: int = 0  # K for methods that need one (0: as many as planted groups)
-    representation: str = ""  # clustered methods: what the server compares ('' = the method's own)
-    clusterer: str = ""  # clustered methods: how clients are clustered ('' = the method's own)
-    trigger: str = ""  # clustered methods: when: init, once, every, temperature ('' = the method's own)
-    metric: str = ""  # distance between representations: euclidean, cosine, principal_angle ('' = own)
-    linkage: str = ""  # agglomerative linkage: ward, complete, average, single ('' = the method's own)
-    distance_threshold: float = 0.0  # agglomerative / DBSCAN threshold (0: use K, or the method's own)
-    warmup_rounds: int = -1  # FedAvg rounds before clustering (-1: the method's own)
-    min_cluster_size: int = 2  # HDBSCAN / DBSCAN: smallest cluster
-    subspace_dim: int = 3  # pacfl: p, singular vectors per client data subspace
-    probe_size: int = 100  # outputs representation: samples in the shared probe set
-    eps1: float = 0.4  # sattler: split when the norm of the mean update falls below eps1 ...
-    eps2: float = 1.6  # sattler: ... and the largest client update norm exceeds eps2
-    restarts: int = 1  # ifca: random restarts of the K initial models
-    metadata_key: str = ""  # metadata: client attribute to group by ('' = the federation's first)
+    params: Any = None  # the method's own parameters (`cflkit list METHOD`); None: its defaults
     seed: int = 0  # seeds the federation, the model initialisation and the batch order
 
-    def __post_init__(self):
-        for f in fields(self):  # every number finite: NaN or infinity means nothing here
+    def __init__(self, **values):
+        params = values.pop("params", None)
+        method_params = {k: values.pop(k) for k in list(values) if k not in FIELDS}
+        for name, f in FIELDS.items():
+            object.__setattr__(self, name, coerce(name, values[name]) if name in values else f.default)
+        object.__setattr__(self, "params", make_params(self.method, params, method_params))
+        self._check()
+
+    def _check(self):
+        for f in shared_fields():  # every number finite: NaN or infinity means nothing here
             value = getattr(self, f.name)
             numbers = value if isinstance(value, tuple) else (value,)
             if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
@@ -70,7 +79,7 @@ class Config:
         for name in ("learning_rate", "alpha", "quantity_exponent"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("noise", "mu", "distance_threshold", "eps1", "eps2"):
+        for name in ("noise",):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if any(r <= 0 for r in self.quantity_ratios):
@@ -79,29 +88,125 @@ class Config:
             raise ValueError(f"hidden layer sizes must be >= 1, got {list(self.hidden)}")
 
     def replace(self, **changes) -> "Config":
-        """A copy with ``changes`` applied (values may be strings, as from the CLI)."""
-        return dataclasses.replace(self, **{k: coerce(k, v) for k, v in changes.items()})
+        """A copy with ``changes`` applied (values may be strings, as from the CLI). Shared
+        fields and the method's parameters mix; a new ``method`` starts from its own
+        defaults (parameters are not carried from one method to another)."""
+        values = {name: getattr(self, name) for name in FIELDS}
+        method = coerce("method", changes["method"]) if "method" in changes else self.method
+        if "params" not in changes and method == self.method:
+            values["params"] = self.params
+        return Config(**{**values, **changes})
 
     def to_dict(self) -> dict:
-        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
+        out = {name: list(v) if isinstance(v := getattr(self, name), tuple) else v for name in FIELDS}
+        out["params"] = self.params.to_dict()
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        return cls().replace(**d)
+        """The config a ``config.json`` holds: this release's (method parameters under
+        ``params``) or the flat one of the release before, whose placeholders (``clusters=0``,
+        ``warmup_rounds=-1``, ``''`` for a method's own part) mean the methods' defaults and
+        whose fields for other methods' parameters are left out."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a config is an object of fields, got {type(d).__name__}")
+        d = dict(d)
+        if "params" in d:
+            params = d.pop("params")
+            if params is not None and not isinstance(params, dict):
+                raise ValueError(f"params must be an object of the method's parameters, got {params!r}")
+            return cls(**d, params=params)
+        if all(k in d for k in LEGACY_PARAMETERS):
+            method = coerce("method", d.get("method", "fedavg"))
+            own = method_class(method).Params.names()
+            for key in LEGACY_PARAMETERS:
+                value = d.pop(key)
+                old, new = LEGACY_PLACEHOLDERS.get(key, (object(), None))
+                if key in own and value != old:
+                    d[key] = value
+                elif key in own and new is not None:
+                    d[key] = new
+        return cls(**d)
 
 
-FIELDS = {f.name: f for f in fields(Config)}
+def shared_fields() -> list:
+    """The config's fields but ``params``: data, scenario, model, training, method, seed."""
+    return [f for f in fields(Config) if f.name != "params"]
+
+
+def method_class(method: str):
+    """The class of method ``method``; ``ValueError`` naming the methods."""
+    from ..methods import METHODS
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    return METHODS[method]
+
+
+def make_params(method: str, params=None, changes: dict | None = None):
+    """The parameters of ``method``: ``params`` (its dataclass, a dict, or None for its
+    defaults) with ``changes``; errors name the method and the parameters it takes."""
+    cls = method_class(method).Params
+    if params is None:
+        params = {}
+    if isinstance(params, dict):
+        changes = {**params, **(changes or {})}
+        params = None
+    elif type(params) is not cls:
+        raise ValueError(f"params of method {method!r} must be {cls.__name__}, got {type(params).__name__}")
+    changes = changes or {}
+    for key in changes:
+        if key not in cls.names():
+            raise ValueError(_unknown_parameter(method, key, cls))
+    try:
+        return dataclasses.replace(params, **changes) if params is not None else cls(**changes)
+    except TypeError as e:  # a value the dataclass cannot take at all
+        raise ValueError(f"method {method!r}: {e}") from None
+
+
+def _unknown_parameter(method: str, key: str, cls) -> str:
+    from ..methods import METHODS
+
+    if not any(key in m.Params.names() for m in METHODS.values()):
+        return (f"unknown option {key!r}; choose one of: {', '.join(FIELDS)}, or a parameter of the method "
+                f"(`cflkit list {method}`)")
+    takes = f"its parameters: {', '.join(cls.names())}" if cls.names() else "it takes no parameters"
+    return f"method {method!r} has no parameter {key!r}; {takes} (`cflkit list {method}`)"
+
+
+def params_for(method: str, **settings) -> dict:
+    """The ``settings`` that ``method`` takes as parameters (the others are left out), e.g.
+    ``Config(method=m, **params_for(m, clusters=2, restarts=5))`` for any ``m``; a name that
+    is no method's parameter raises ``ValueError``."""
+    known = parameter_names()
+    for key in settings:
+        if key not in known and key not in FIELDS:
+            raise ValueError(_unknown_parameter(method, key, method_class(method).Params))
+    own = method_class(method).Params.names()
+    return {k: v for k, v in settings.items() if k in own}
+
+
+def parameter_names() -> dict:
+    """Every method parameter's name -> the methods that take it."""
+    from ..methods import METHODS
+
+    names: dict = {}
+    for m in METHODS.values():
+        for n in m.Params.names():
+            names.setdefault(n, []).append(m.name)
+    return names
+
+
+FIELDS = {f.name: f for f in fields(Config) if f.name != "params"}
 # the smallest value of every integer field (and what a special value means)
 INT_MINIMUM = {"clients": 1, "groups": 1, "samples_per_client": 0, "classes_per_client": 1, "removed_classes": 0,
-               "rounds": 0, "local_epochs": 1, "batch_size": 1, "clusters": 0, "warmup_rounds": -1,
-               "min_cluster_size": 1, "subspace_dim": 1, "probe_size": 1, "restarts": 1, "seed": 0}
-INT_MEANING = {"clusters": " (0: as many as the planted groups)", "warmup_rounds": " (-1: the method's own)",
-               "samples_per_client": " (0: split the dataset)", "removed_classes": " (0: classes // groups)"}
+               "rounds": 0, "local_epochs": 1, "batch_size": 1, "seed": 0}
+INT_MEANING = {"samples_per_client": " (0: split the dataset)", "removed_classes": " (0: classes // groups)"}
 OPEN_RANGES = {"test_fraction": (0.0, 1.0)}
-assert set(INT_MINIMUM) == {f.name for f in fields(Config) if type(f.default) is int}, "every int field has a minimum"
+assert set(INT_MINIMUM) == {n for n, f in FIELDS.items() if type(f.default) is int}, "every int field has a minimum"
 
 
 def coerce(name: str, value: Any):

@@ -1,8 +1,8 @@
-"""One experiment: dataset → scenario → federation → method rounds → history → summary."""
+"""One experiment: dataset → scenario → federation → method rounds (:mod:`cflkit.core.loop`) →
+history → summary → run directory."""
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 
@@ -10,15 +10,12 @@ from .config import Config
 from .datasets import DATASETS, load_dataset
 from .metrics import accuracy_summary, clustering_scores, regression_summary
 from .models import MODELS
+from .loop import DivergenceError, run_rounds  # noqa: F401 (DivergenceError: raised by run)
 from .results import Result, save_run
 from .scenarios import make_federation, parse_scenario
 
 log = logging.getLogger("cflkit")
 METHOD_STREAM = 1  # RNG stream of methods and batch order, apart from the federation's
-
-
-class DivergenceError(RuntimeError):
-    """Training produced a non-finite loss."""
 
 
 def method_rng(seed: int) -> np.random.Generator:
@@ -30,8 +27,9 @@ def method_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), METHOD_STREAM])
 
 
-def validate(config: Config):
-    """Check names before any heavy work, so that bad input fails at once."""
+def validate(config: Config, method: bool = True):
+    """Check names before any heavy work, so that bad input fails at once (``method``: also
+    whether the method accepts its parameters together)."""
     from ..methods import METHODS
 
     if config.dataset not in DATASETS:
@@ -41,6 +39,10 @@ def validate(config: Config):
     if config.model not in MODELS:
         raise ValueError(f"unknown model {config.model!r}; choose one of: {', '.join(MODELS)}")
     parse_scenario(config.scenario)
+    if method:
+        from ..methods import make_method
+
+        make_method(config)  # a method refuses parts that cannot work together, cheaply (no TensorFlow)
 
 
 def federation_from(config: Config):
@@ -90,29 +92,9 @@ def run(config: Config, progress: bool = False, federation=None, out=None, force
     method = make_method(config)
     check_fits(method, config, fed)
     ctx = build_context(config, fed)
-    trainer = ctx.trainer
     log.info("run %s on %s", config.method, fed.description)
-
-    start = time.perf_counter()
-    state = method.init(ctx)
-    rows = []
-    zeros = np.zeros(fed.n_clients, dtype=np.int64)
-    _record(rows, 0, state, trainer, fed, zeros, zeros, time.perf_counter() - start)
-    bar = _progress_bar(config.rounds, progress, config.method)
-    diagnostics = []
-    for r in range(1, config.rounds + 1):
-        t0 = time.perf_counter()
-        state, info = method.round(state, ctx)
-        diagnostics.append({"round": r, **info.diagnostics})
-        loss, acc = _record(rows, r, state, trainer, fed, info.bytes_up, info.bytes_down, time.perf_counter() - t0)
-        check_finite(loss, r, config)
-        if bar is not None:
-            score = {"acc" if fed.task == "classification" else "rmse": f"{np.mean(acc):.3f}"}
-            bar.set_postfix(loss=f"{np.mean(loss):.3f}", **score, clusters=state.n_clusters)
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    wall = time.perf_counter() - start
+    done = run_rounds(method, ctx, config.rounds, progress=progress)
+    state, rows, diagnostics, wall = done.state, done.rows, done.diagnostics, done.wall_seconds
 
     history = pd.DataFrame(rows)
     summary = summarize(history, fed, config, wall)
@@ -127,29 +109,9 @@ def check_fits(method, config: Config, fed):
     if getattr(method, "representation", "") == "subspace":
         dim = int(np.prod(fed.input_shape))
         smallest = int(min(len(rows) for rows in fed.train_index))
-        if config.subspace_dim > min(dim, smallest):
-            raise ValueError(f"subspace_dim={config.subspace_dim} exceeds what the data allow: {dim} features and "
+        if method.params.subspace_dim > min(dim, smallest):
+            raise ValueError(f"subspace_dim={method.params.subspace_dim} exceeds what the data allow: {dim} features and "
                              f"{smallest} training samples in the smallest client; choose 1..{min(dim, smallest)}")
-
-
-def check_finite(loss, r: int, config: Config, skip=()):
-    """Raise :class:`DivergenceError` if a client's loss (clients in ``skip`` aside) is not finite."""
-    bad = np.flatnonzero(~np.isfinite(loss) & ~np.isin(np.arange(len(loss)), list(skip)))
-    if bad.size:
-        raise DivergenceError(f"training diverged at round {r}: non-finite loss for clients {bad[:8].tolist()}; "
-                              f"lower learning_rate (now {config.learning_rate:g})")
-
-
-def _record(rows, r, state, trainer, fed, up, down, seconds):
-    m = trainer.metrics(state.client_models(), fed.test_index)
-    if "accuracy" not in m:
-        m = {**m, "accuracy": np.full(fed.n_clients, np.nan)}  # the column exists for every task
-    for c in range(fed.n_clients):
-        rows.append({"round": r, "client": c, "group": int(fed.groups[c]), "cluster": int(state.assignment[c]),
-                     **{k: float(v[c]) for k, v in m.items()},
-                     "train_size": int(len(fed.train_index[c])), "test_size": int(len(fed.test_index[c])),
-                     "bytes_up": int(up[c]), "bytes_down": int(down[c]), "seconds": seconds})
-    return m["loss"], (m["accuracy"] if fed.task == "classification" else m["rmse"])
 
 
 def summarize(history, fed, config, wall_seconds: float) -> dict:
@@ -188,11 +150,3 @@ def same_partition(a, b) -> bool:
     a, b = np.asarray(a), np.asarray(b)
     pairs = set(zip(a.tolist(), b.tolist()))
     return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
-
-
-def _progress_bar(total, progress, desc):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="round", leave=False)

@@ -1,5 +1,5 @@
 """Explaining the clusters a CFL method found: why clients were grouped, how the cluster
-models differ (design notes: the explainability issue; ../shared/EXPLAIN.md).
+models differ (design notes: the README section "Explaining the clusters").
 
 Four layers, one module each, every explainer declaring the privacy tier it needs
 (T0: protocol only, T1: client summaries, T2: local attributions):

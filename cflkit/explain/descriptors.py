@@ -1,7 +1,7 @@
 """Client descriptors: a named vector per client, each entry in a *group*, computed where
 the data lives (the client) and sent to the server to explain its cluster membership.
 
-Every group declares the privacy tier it needs (:data:`TIERS`; ../shared/EXPLAIN.md):
+Every group declares the privacy tier it needs (:data:`TIERS`):
 
 - ``label`` (T1) — share of each class in the client's training labels (regression:
   mean / std / quartiles of the target). Optional Laplace noise on the counts

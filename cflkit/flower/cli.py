@@ -97,9 +97,13 @@ def demo(args) -> int:
     from .deploy import LocalFederation
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    from ..core.config import method_class
+
     base = Config(dataset="heart_disease", scenario="natural", rounds=args.rounds, local_epochs=args.local_epochs,
-                  seed=args.seed, clusters=2)
-    configs = [base.replace(method=m) for m in methods]  # validates the names
+                  seed=args.seed)
+    # two clusters for the methods that need a K (the hospitals have no planted groups)
+    configs = [base.replace(method=m, **({"clusters": 2} if "clusters" in method_class(m).Params.names() else {}))
+               for m in methods]  # validates the names
     from ..core.experiment import validate
     from ..core.outputs import check_output, mark
 

@@ -42,6 +42,7 @@ import time
 
 import numpy as np
 
+from ..core.loop import Hooks
 from ..core.trainer import METRICS, _check_stacked
 from .protocol import MESSAGE_TYPE, draw_permutations, imputed_update, pack, unpack
 
@@ -330,9 +331,10 @@ def run_on_grid(grid, config, out=None, timeout: float = DEFAULT_TIMEOUT, min_av
     """
     import pandas as pd
 
-    from ..core.experiment import _progress_bar, build_context, check_finite, federation_from, summarize, validate
-    from ..methods import make_method
+    from ..core.experiment import build_context, federation_from, summarize, validate
+    from ..core.loop import run_rounds
     from ..core.results import Result, save_run
+    from ..methods import make_method
 
     validate(config)
     if evaluate_every < 1:
@@ -354,31 +356,9 @@ def run_on_grid(grid, config, out=None, timeout: float = DEFAULT_TIMEOUT, min_av
     trainer.wait_for_clients(need, wait)
     log.info("flower run %s on %s: %d clients connected", config.method, fed.description, len(trainer.nodes))
 
-    start = time.perf_counter()
-    trainer.begin_round(0, None)
-    state = method.init(ctx)
-    rows, diagnostics = [], []
-    zeros = np.zeros(fed.n_clients, dtype=np.int64)
-    names = METRICS[fed.task]
-    evaluate = lambda r: r % evaluate_every == 0 or r == config.rounds  # noqa: E731
-    _record(rows, 0, state, trainer, fed, names, zeros, zeros, time.perf_counter() - start, evaluate(0))
-    bar = _progress_bar(config.rounds, progress, f"{config.method} (flower)")
-    for r in range(1, config.rounds + 1):
-        t0 = time.perf_counter()
-        trainer.begin_round(r, state.client_models())
-        status(r)
-        state, info = method.round(state, ctx)
-        diagnostics.append({"round": r, **info.diagnostics})
-        loss = _record(rows, r, state, trainer, fed, names, info.bytes_up, info.bytes_down, time.perf_counter() - t0,
-                       evaluate(r))
-        if evaluate(r):
-            check_finite(loss, r, config, skip=trainer.dropped)
-        status(r, done=True)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    wall = time.perf_counter() - start
+    hooks = FlowerHooks(trainer, status, evaluate_every, config.rounds)
+    done = run_rounds(method, ctx, config.rounds, progress=progress, hooks=hooks, label=f"{config.method} (flower)")
+    state, rows, diagnostics, wall = done.state, done.rows, done.diagnostics, done.wall_seconds
     history = pd.DataFrame(rows)
     summary = summarize(history, fed, config, wall)
     summary["dropouts"] = int(history["dropped"].sum())
@@ -405,21 +385,31 @@ def _status_writer(path, trainer):
     return write
 
 
-def _record(rows, r, state, trainer, fed, names, up, down, seconds, evaluate: bool):
-    """The rows of one round, as :func:`cflkit.core.experiment.run` writes them, plus ``dropped``."""
-    if evaluate:
-        m = trainer.metrics(state.client_models(), fed.test_index)
-    else:
-        m = {k: np.full(fed.n_clients, np.nan) for k in names}
-    if "accuracy" not in m:
-        m = {**m, "accuracy": np.full(fed.n_clients, np.nan)}
-    for c in range(fed.n_clients):
-        rows.append({"round": r, "client": c, "group": int(fed.groups[c]), "cluster": int(state.assignment[c]),
-                     **{k: float(v[c]) for k, v in m.items()},
-                     "train_size": int(len(fed.train_index[c])), "test_size": int(len(fed.test_index[c])),
-                     "bytes_up": int(up[c]), "bytes_down": int(down[c]), "seconds": seconds,
-                     "dropped": c in trainer.dropped})
-    return m["loss"]
+class FlowerHooks(Hooks):
+    """What a Flower run adds to the round loop: each round starts on the trainer (its
+    dropouts are per round), progress goes to the status file, test metrics are taken every
+    ``evaluate_every`` rounds and at the last, and dropped clients are not measured (NaN,
+    column ``dropped``)."""
+
+    def __init__(self, trainer, status, evaluate_every: int, rounds: int):
+        self.trainer, self.status, self.every, self.rounds = trainer, status, evaluate_every, rounds
+
+    def begin_round(self, r: int, state) -> None:
+        self.trainer.begin_round(r, None if state is None else state.client_models())
+        if r > 0:
+            self.status(r)
+
+    def end_round(self, r: int, state) -> None:
+        self.status(r, done=True)
+
+    def evaluates(self, r: int) -> bool:
+        return r % self.every == 0 or r == self.rounds
+
+    def unmeasured(self) -> set:
+        return set(self.trainer.dropped)
+
+    def columns(self, r: int, n_clients: int) -> dict:
+        return {"dropped": [c in self.trainer.dropped for c in range(n_clients)]}
 
 
 def make_server_app(config=None, out=None, timeout: float = DEFAULT_TIMEOUT, min_available: int | None = None,

@@ -14,7 +14,7 @@ _FIRST = ("baselines", "clustered")
 
 def _discover() -> dict[str, type[Method]]:
     found: dict[str, type[Method]] = {}
-    modules = sorted((m.name for m in pkgutil.iter_modules(__path__) if m.name != "base"),
+    modules = sorted((m.name for m in pkgutil.iter_modules(__path__) if m.name not in ("base", "params", "parts")),
                      key=lambda n: (_FIRST.index(n) if n in _FIRST else len(_FIRST), n))
     for module_name in modules:
         module = importlib.import_module(f"{__name__}.{module_name}")

@@ -1,10 +1,15 @@
-"""The method interface: every federated algorithm advances its server state one round
-at a time through the same loop (:func:`cflkit.core.experiment.run`)."""
+"""The method interface: every federated algorithm advances its server state one round at a
+time through the one round loop (:func:`cflkit.core.loop.run_rounds`), which hands it the
+round number. A method declares its own parameters (``Params``, a dataclass of
+:class:`~cflkit.methods.params.Params`) and, when it holds more than models and an
+assignment, its own typed state (a subclass of :class:`ServerState`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .params import GROUPS, Params
 
 from ..core.aggregate import cluster_average
 from ..core.trainer import n_params, take
@@ -18,7 +23,6 @@ class ServerState:
 
     models: list  # arrays of shape (n_clusters, *layer_shape)
     assignment: np.ndarray  # (n_clients,) cluster id of every client, 0..n_clusters-1
-    extra: dict = field(default_factory=dict)
 
     @property
     def n_clusters(self) -> int:
@@ -72,25 +76,30 @@ class Context:
 class Method:
     """A federated algorithm: ``init`` builds the server state, ``round`` advances it.
 
-    Subclasses set ``name`` and a one-line ``summary`` and read their hyper-parameters
-    from the config in ``__init__``.
+    Subclasses set ``name``, a one-line ``summary`` and, if they have parameters, ``Params``
+    (their paper's defaults); ``self.params`` is the run's instance of it.
     """
 
     name = ""
     summary = ""
+    Params = Params  # no parameters
 
     def __init__(self, config):
         self.config = config
+        self.params = config.params
+        if type(self.params) is not self.Params:
+            raise ValueError(f"method {self.name!r} takes {self.Params.__name__}, got {type(self.params).__name__}")
 
     def init(self, ctx: Context) -> ServerState:
         raise NotImplementedError
 
-    def round(self, state: ServerState, ctx: Context) -> tuple[ServerState, RoundInfo]:
+    def round(self, state: ServerState, ctx: Context, r: int) -> tuple[ServerState, RoundInfo]:
+        """Round ``r`` (1, 2, ...): the new state and what was sent."""
         raise NotImplementedError
 
     def n_clusters(self, ctx: Context) -> int:
-        """K for methods that need one: ``clusters`` or, if 0, the planted groups."""
-        k = int(self.config.clusters or ctx.federation.n_groups)
+        """K for methods that need one: ``clusters``, or the planted groups for 'groups'."""
+        k = ctx.federation.n_groups if self.params.clusters == GROUPS else int(self.params.clusters)
         if k > ctx.federation.n_clients:
             raise ValueError(f"clusters={k} exceeds the {ctx.federation.n_clients} clients")
         return k
@@ -113,7 +122,7 @@ class ClusteredFedAvg(Method):
         k = int(assignment.max()) + 1
         return ServerState([np.repeat(w[None], k, axis=0) for w in ctx.initial_weights], assignment)
 
-    def round(self, state: ServerState, ctx: Context):
+    def round(self, state: ServerState, ctx: Context, r: int):
         trained = ctx.train(state.client_models(), mu=self.mu)
         models = cluster_average(trained, ctx.federation.sizes, state.assignment, state.n_clusters)
-        return ServerState(models, state.assignment, state.extra), ctx.traffic()
+        return ServerState(models, state.assignment), ctx.traffic()

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from ..core.aggregate import balanced_random_assignment
 from .base import ClusteredFedAvg, Method, RoundInfo, ServerState
+from .params import GROUPS, Params, at_least, cluster_count
 
 
 class FedAvg(ClusteredFedAvg):
@@ -34,9 +37,16 @@ class FedProx(FedAvg):
     name = "fedprox"
     summary = "FedAvg with a proximal term mu/2 ||w - w_global||^2 (Li et al. 2020)"
 
+    @dataclass(frozen=True)
+    class Params(Params):
+        mu: float = 0.01  # weight of the proximal term mu/2 ||w - w_global||^2 (one of the paper's values)
+
+        def check(self):
+            at_least(self, "mu", 0.0)
+
     def __init__(self, config):
         super().__init__(config)
-        self.mu = float(config.mu)
+        self.mu = self.params.mu
 
 
 class Oracle(ClusteredFedAvg):
@@ -54,7 +64,14 @@ class RandomClusters(ClusteredFedAvg):
     K is ``clusters`` (default: the number of planted groups)."""
 
     name = "random"
-    summary = "FedAvg within K random fixed clusters (sanity floor); K = clusters or groups"
+    summary = "FedAvg within K random fixed clusters (sanity floor)"
+
+    @dataclass(frozen=True)
+    class Params(Params):
+        clusters: int | str = GROUPS  # K random clusters: an integer, or 'groups' (as many as the planted groups)
+
+        def check(self):
+            cluster_count(self)
 
     def assignment(self, ctx):
         return balanced_random_assignment(ctx.federation.n_clients, self.n_clusters(ctx), ctx.rng)
@@ -70,9 +87,10 @@ class Local(Method):
         n = ctx.federation.n_clients
         return ServerState([np.repeat(w[None], n, axis=0) for w in ctx.initial_weights], np.arange(n))
 
-    def round(self, state, ctx):
+    def round(self, state, ctx, r):
         n = ctx.federation.n_clients
-        return ServerState(ctx.train(state.models), state.assignment), RoundInfo(np.zeros(n, np.int64), np.zeros(n, np.int64))
+        return ServerState(ctx.train(state.models), state.assignment), RoundInfo(np.zeros(n, np.int64),
+                                                                                 np.zeros(n, np.int64))
 
 
 class Centralized(Method):
@@ -89,7 +107,7 @@ class Centralized(Method):
         n = ctx.federation.n_clients
         return ServerState([w[None].copy() for w in ctx.initial_weights], np.zeros(n, dtype=np.int64))
 
-    def round(self, state, ctx):
+    def round(self, state, ctx, r):
         fed = ctx.federation
         pooled = np.concatenate(fed.train_index)
         models = ctx.trainer.train(state.models, [pooled], ctx.rng)

@@ -1,73 +1,58 @@
 """Server-side clustered FL as three parts that combine: representation × clusterer × trigger.
 
-Every round the clients train from their cluster's model; when the trigger fires, the
-server computes a representation of every client (:mod:`cflkit.methods.parts.representations`),
-clusters it (:mod:`cflkit.methods.parts.clustering`) and from then on averages within the new clusters.
-The named methods below are presets of the three parts; any part can be overridden from
-the config (``--set representation=update --set clusterer=hdbscan``).
+Every round the clients train from their cluster's model; when the trigger fires
+(:mod:`cflkit.methods.parts.triggers`), the server computes a representation of every
+client (:mod:`cflkit.methods.parts.representations`), clusters it
+(:mod:`cflkit.methods.parts.clustering`) and from then on averages within the new clusters.
+The named methods below (and PACFL, OCFL, FedGroup in their own files) are presets of the
+three parts: their ``Params`` set their papers' parts as defaults, and any part can be
+overridden (``--set representation=update --set clusterer=hdbscan``).
 
-Triggers:
-
-- ``init`` — once, before training (representations that need no training: gradient at
-  the initial model, data subspace, descriptors);
-- ``once`` — once, after local training in round ``warmup_rounds + 1`` (FedAvg before);
-- ``every`` — after local training in every round from ``warmup_rounds + 1`` on;
-- ``temperature`` — once, at the first round after ``warmup_rounds`` whose clustering
-  temperature exceeds the previous round's: the federated model starts to converge
-  (OCFL; see :mod:`cflkit.methods.ocfl`). T is reported every round as a diagnostic.
+Absent clients are not a concern here yet: every client takes part in every round.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..core.aggregate import cluster_average, contiguous
-from .parts.clustering import (CLUSTERERS, METRICS, NEEDS_K, align, cluster, clustering_temperature, pairwise_distances,
-                          temperature_rises)
-from .parts.representations import REPRESENTATIONS, represent
 from .base import ClusteredFedAvg, Context, Method, ServerState
+from .parts.clustering import CLUSTERERS, METRICS, NEEDS_K, align, cluster, pairwise_distances
+from .parts.representations import NEEDS_TRAINING, REPRESENTATIONS, represent
+from .parts.triggers import TRIGGERS, fires
+from .params import GROUPS, Params, at_least, cluster_count, one_of
 
-TEMPERATURE_P = 2.0  # order of the entry-wise norm in OCFL's T(Γ) (the paper's p = 2: Frobenius)
-
-TRIGGERS = {
-    "init": "once, before training",
-    "once": "once, after local training in round warmup_rounds + 1",
-    "every": "after local training in every round from warmup_rounds + 1 on",
-    "temperature": "once, at the first round whose clustering temperature T exceeds the last (OCFL)",
-}
+LINKAGES = ("ward", "complete", "average", "single")
 
 
-class Clustered(Method):
-    """Cluster clients by ``representation`` with ``clusterer`` when ``trigger`` fires,
-    then FedAvg within each cluster. Subclasses set ``defaults`` (their paper's)."""
+@dataclass(frozen=True)
+class ClusteredParams(Params):
+    """The parts and their settings; a preset's ``Params`` change the defaults."""
 
-    name = "clustered"
-    summary = "generic: representation x clusterer x trigger, then FedAvg per cluster"
-    defaults = dict(representation="update", clusterer="agglomerative", trigger="once", metric="cosine",
-                    linkage="average", warmup_rounds=0)
+    representation: str = "update"  # what the server compares (`cflkit list`: representations)
+    clusterer: str = "agglomerative"  # how the clients are clustered (`cflkit list`: clusterers)
+    trigger: str = "once"  # when: init, once, every, temperature
+    metric: str = "cosine"  # distance between representations: euclidean, cosine, principal_angle
+    linkage: str = "average"  # agglomerative linkage: ward, complete, average, single
+    warmup_rounds: int = 0  # FedAvg rounds before the clustering round
+    clusters: int | str = GROUPS  # K where the clusterer needs one: an integer, or 'groups' (the planted groups)
+    distance_threshold: float | None = None  # agglomerative / DBSCAN / bipartition cut (none: cut into K clusters)
+    min_cluster_size: int = 2  # HDBSCAN / DBSCAN: the smallest cluster
+    subspace_dim: int = 3  # representation 'subspace': p, singular vectors per client (PACFL)
+    probe_size: int = 100  # representation 'outputs': samples in the shared probe set
 
-    def __init__(self, config):
-        super().__init__(config)
-        part = lambda key: getattr(config, key) or self.defaults.get(key, "")  # noqa: E731
-        self.representation = part("representation")
-        self.clusterer = part("clusterer")
-        self.trigger = part("trigger")
-        self.metric = part("metric")
-        self.linkage = part("linkage") or "average"
-        self.warmup = config.warmup_rounds if config.warmup_rounds >= 0 else self.defaults.get("warmup_rounds", 0)
-        self.threshold = config.distance_threshold or self.defaults.get("distance_threshold", 0.0)
-        for value, options, what in ((self.representation, REPRESENTATIONS, "representation"),
-                                     (self.clusterer, CLUSTERERS, "clusterer"), (self.trigger, TRIGGERS, "trigger"),
-                                     (self.metric, METRICS, "metric")):
-            if value not in options:
-                raise ValueError(f"unknown {what} {value!r} for method {self.name!r}; choose one of: {', '.join(options)}")
-        self._check_parts()
+    def check(self):
+        for name, options in (("representation", REPRESENTATIONS), ("clusterer", CLUSTERERS),
+                              ("trigger", TRIGGERS), ("metric", METRICS), ("linkage", LINKAGES)):
+            one_of(self, name, options)
+        cluster_count(self)
+        for name, low in (("warmup_rounds", 0), ("distance_threshold", 0.0), ("min_cluster_size", 1),
+                          ("subspace_dim", 1), ("probe_size", 1)):
+            at_least(self, name, low)
 
-    def _check_parts(self):
-        """Refuse combinations that cannot work, before any training."""
-        from .parts.representations import NEEDS_TRAINING
-
+    def check_together(self):
         if self.trigger == "init" and self.representation in NEEDS_TRAINING:
             raise ValueError(f"representation {self.representation!r} needs local training first: use trigger "
                              f"'once' or 'every', or a representation available before training "
@@ -80,69 +65,76 @@ class Clustered(Method):
         if self.clusterer == "agglomerative" and self.linkage == "ward" and self.metric != "euclidean":
             raise ValueError(f"linkage 'ward' needs euclidean vectors, not metric {self.metric!r}; "
                              f"use complete, average or single linkage")
-        if self.clusterer == "agglomerative" and self.linkage not in ("ward", "complete", "average", "single"):
-            raise ValueError(f"unknown linkage {self.linkage!r}; choose one of: ward, complete, average, single")
+
+
+@dataclass
+class ClusteredState(ServerState):
+    """Models and assignment, plus when the clients were clustered and the last temperature."""
+
+    clustered_at: int | None = None  # the round of the (first) clustering; 0 = before training
+    temperature: float = math.inf  # the last round's clustering temperature (trigger 'temperature')
+
+
+class Clustered(Method):
+    """Cluster clients by ``representation`` with ``clusterer`` when ``trigger`` fires,
+    then FedAvg within each cluster."""
+
+    name = "clustered"
+    summary = "generic: representation x clusterer x trigger, then FedAvg per cluster"
+    Params = ClusteredParams
+
+    def __init__(self, config):
+        super().__init__(config)
+        p = self.params
+        self.representation, self.clusterer, self.trigger = p.representation, p.clusterer, p.trigger
+        self.metric, self.linkage, self.warmup = p.metric, p.linkage, p.warmup_rounds
+        self.threshold = p.distance_threshold or 0.0
 
     # -- the parts ------------------------------------------------------------------------
     def assign(self, ctx: Context, start, trained) -> np.ndarray:
-        """Cluster every client from its representation."""
-        rep = represent(self.representation, ctx, start, trained)
+        """The clustering step: cluster every client from its representation."""
+        rep = represent(self.representation, ctx, start, trained, self.params)
         k = 0 if (self.threshold and self.clusterer not in NEEDS_K) else self.n_clusters(ctx)
         D = rep.distance_matrix(self.metric) if self.metric == "principal_angle" else None
         return cluster(rep.X, self.clusterer, k=k, threshold=self.threshold, metric=self.metric,
-                       linkage=self.linkage, min_cluster_size=self.config.min_cluster_size,
+                       linkage=self.linkage, min_cluster_size=self.params.min_cluster_size,
                        seed=self.config.seed, distances=D)
 
     def temperature(self, ctx: Context, start, trained) -> float:
         """OCFL's clustering temperature of this round: cosine distances between the
-        clients' representations (see :func:`cflkit.methods.parts.clustering.clustering_temperature`)."""
-        rep = represent(self.representation, ctx, start, trained)
+        clients' representations (:func:`cflkit.methods.ocfl.clustering_temperature`)."""
+        from .ocfl import TEMPERATURE_P, clustering_temperature
+
+        rep = represent(self.representation, ctx, start, trained, self.params)
         return clustering_temperature(pairwise_distances(rep.X, "cosine"), TEMPERATURE_P)
 
-    def fires(self, state: ServerState, ctx: Context, start, trained) -> bool:
-        """Whether to (re-)cluster after local training in this round."""
-        r = state.extra.get("round", 0)
-        if self.trigger == "temperature":
-            extra = state.extra
-            t = self.temperature(ctx, start, trained)
-            previous = extra.get("temperature", math.inf)
-            extra["previous_temperature"], extra["temperature"] = previous, t
-            if extra.get("clustered_at") is not None:
-                return False  # one shot
-            return r > self.warmup and temperature_rises(previous, t)
-        if self.trigger == "once":
-            return r == self.warmup + 1
-        if self.trigger == "every":
-            return r >= self.warmup + 1
-        return False
-
     # -- the round ------------------------------------------------------------------------
-    def init(self, ctx: Context) -> ServerState:
+    def init(self, ctx: Context) -> ClusteredState:
         n = ctx.federation.n_clients
         assignment = np.zeros(n, dtype=np.int64)
         if self.trigger == "init":
             start = [np.repeat(w[None], n, axis=0) for w in ctx.initial_weights]
             assignment = self.assign(ctx, start, None)
         k = int(assignment.max()) + 1
-        return ServerState([np.repeat(w[None], k, axis=0) for w in ctx.initial_weights], assignment,
-                           {"round": 0, "clustered_at": 0 if self.trigger == "init" else None})
+        return ClusteredState([np.repeat(w[None], k, axis=0) for w in ctx.initial_weights], assignment,
+                              clustered_at=0 if self.trigger == "init" else None)
 
-    def round(self, state: ServerState, ctx: Context):
-        extra = dict(state.extra, round=state.extra.get("round", 0) + 1)
-        state = ServerState(state.models, state.assignment, extra)
+    def round(self, state: ClusteredState, ctx: Context, r: int):
         start = state.client_models()
-        trained = ctx.train(start)
-        assignment = state.assignment
-        if self.fires(state, ctx, start, trained):
-            assignment = align(self.assign(ctx, start, trained), assignment)
-            if extra.get("clustered_at") is None:
-                extra["clustered_at"] = extra["round"]
+        trained = ctx.train(start)  # the local update step, from each client's cluster model
+        temperature = self.temperature(ctx, start, trained) if self.trigger == "temperature" else None
+        assignment, clustered_at = state.assignment, state.clustered_at
+        if fires(self.trigger, r, self.warmup, clustered_at, state.temperature, temperature):
+            assignment = align(self.assign(ctx, start, trained), assignment)  # the clustering step
+            clustered_at = r if clustered_at is None else clustered_at
         k = int(assignment.max()) + 1
-        models = cluster_average(trained, ctx.federation.sizes, assignment, k)
-        diagnostics = {"clustered": int(extra.get("clustered_at") == extra["round"])}
-        if "temperature" in extra:
-            diagnostics["temperature"] = float(extra["temperature"])
-        return ServerState(models, assignment, extra), ctx.traffic(**diagnostics)
+        models = cluster_average(trained, ctx.federation.sizes, assignment, k)  # FedAvg within each cluster
+        diagnostics = {"clustered": int(clustered_at == r)}
+        if temperature is not None:
+            diagnostics["temperature"] = float(temperature)
+        new = ClusteredState(models, assignment, clustered_at=clustered_at,
+                             temperature=state.temperature if temperature is None else temperature)
+        return new, ctx.traffic(**diagnostics)
 
 
 class FLHC(Clustered):
@@ -157,8 +149,12 @@ class FLHC(Clustered):
 
     name = "flhc"
     summary = "FL+HC: FedAvg warm-up, then agglomerative clustering of updates (Briggs et al. 2020)"
-    defaults = dict(representation="update", clusterer="agglomerative", trigger="once", metric="euclidean",
-                    linkage="ward", warmup_rounds=3)
+
+    @dataclass(frozen=True)
+    class Params(ClusteredParams):
+        metric: str = "euclidean"  # the paper's Euclidean distance of updates
+        linkage: str = "ward"  # the paper's Ward linkage
+        warmup_rounds: int = 3  # FedAvg rounds before the clustering round (the paper's n = 3)
 
 
 class KMeansWeights(Clustered):
@@ -168,8 +164,13 @@ class KMeansWeights(Clustered):
 
     name = "kmeans"
     summary = "k-means on client weights every round (Ben Ali et al. 2024)"
-    defaults = dict(representation="weights", clusterer="kmeans", trigger="every", metric="euclidean",
-                    warmup_rounds=0)
+
+    @dataclass(frozen=True)
+    class Params(ClusteredParams):
+        representation: str = "weights"
+        clusterer: str = "kmeans"
+        trigger: str = "every"
+        metric: str = "euclidean"
 
 
 class FedClust(Clustered):
@@ -180,21 +181,11 @@ class FedClust(Clustered):
 
     name = "fedclust"
     summary = "FedClust: one-shot hierarchical clustering of last-layer weights (Islam et al. 2024)"
-    defaults = dict(representation="last_layer", clusterer="agglomerative", trigger="once", metric="euclidean",
-                    linkage="average", warmup_rounds=0)
 
-
-class PACFL(Clustered):
-    """PACFL (Vahidian et al., AAAI 2023, arXiv 2209.10526): one shot, before training.
-    Each client sends the top ``subspace_dim`` (p = 3) left singular vectors of its data
-    matrix; the server measures the smallest principal angle between every pair of
-    subspaces and clusters them hierarchically (average linkage, as in the paper's code)
-    — by ``distance_threshold`` in degrees, or into ``clusters``."""
-
-    name = "pacfl"
-    summary = "PACFL: one-shot clustering of client data subspaces by principal angles (Vahidian et al. 2023)"
-    defaults = dict(representation="subspace", clusterer="agglomerative", trigger="init", metric="principal_angle",
-                    linkage="average", warmup_rounds=0)
+    @dataclass(frozen=True)
+    class Params(ClusteredParams):
+        representation: str = "last_layer"
+        metric: str = "euclidean"
 
 
 class Metadata(ClusteredFedAvg):
@@ -204,11 +195,15 @@ class Metadata(ClusteredFedAvg):
     name = "metadata"
     summary = "FedAvg within groups of a known client attribute (metadata_key)"
 
+    @dataclass(frozen=True)
+    class Params(Params):
+        metadata_key: str | None = None  # the client attribute to group by (none: the federation's first)
+
     def assignment(self, ctx):
         meta = ctx.federation.client_meta
         if not meta:
             raise ValueError("method 'metadata' needs a federation with client metadata; this one has none")
-        key = self.config.metadata_key or next(iter(meta))
+        key = self.params.metadata_key or next(iter(meta))
         if key not in meta:
             raise ValueError(f"unknown metadata_key {key!r}; choose one of: {', '.join(meta)}")
         return contiguous(np.asarray(meta[key]).astype(str))

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+from typing import Literal
+
 from ..core.aggregate import cluster_average, weighted_average
 from .parts.clustering import CLUSTERERS, cluster
 from .parts.representations import flatten
 from ..core.trainer import take
-from .base import Context, Method, ServerState
-from .ifca import assign_by_loss, expose, loss_matrix, update_candidates
+from .base import Context, Method
+from .ifca import IFCAState, assign_by_loss, expose, loss_matrix, update_candidates
+from .params import GROUPS, Params, at_least, cluster_count, one_of
 
 PHASES = {
     "cold": "round 1: FedAvg of all clients from one model",
@@ -18,6 +22,16 @@ PHASES = {
     "loss": "clients pick the lowest-loss cluster model (IFCA) until their choice repeats",
     "fixed": "FedAvg within the clusters the clients last chose",
 }
+
+
+@dataclass
+class CornflqsState(IFCAState):
+    """IFCA's state (chosen models, candidates, choice) plus the schedule's phase and counts."""
+
+    phase: Literal["cold", "corn", "loss", "fixed"] = "cold"  # the phase of the next round
+    corn_rounds: int = 0  # CORN rounds so far
+    agreed_at: int | None = None  # the round where server and clients agreed (None: they did not, or not yet)
+    fixed_at: int | None = None  # the round from which the clusters are fixed
 
 
 class CORNFLQS(Method):
@@ -28,7 +42,7 @@ class CORNFLQS(Method):
     It coordinates the two strategies of CFL — the server clustering the clients' models
     and the clients choosing the model of lowest loss — and keeps the partition on which
     both agree. The schedule implemented, with R = ``rounds`` and K = ``clusters``
-    (0: as many as the planted groups):
+    ('groups': as many as the planted groups):
 
     1. **cold start** (round 1): one FedAvg round from the initial model; the K cluster
        models start as copies of the resulting global model.
@@ -47,11 +61,10 @@ class CORNFLQS(Method):
        the previous one;
     4. **fixed**: FedAvg within those clusters for the remaining rounds.
 
-    The clients' choice of the round is the run's assignment: ``state.models`` holds only
-    the chosen (non-empty) cluster models, the K candidates are in
-    ``state.extra["candidates"]`` (as in :class:`~cflkit.methods.ifca.IFCA`);
-    ``state.extra["phase"]`` is the phase of the next round and ``agreed_at`` /
-    ``fixed_at`` the rounds where the phases ended.
+    The clients' choice of the round is the run's assignment (:class:`CornflqsState`):
+    ``models`` holds only the chosen (non-empty) cluster models, ``candidates`` all K (as in
+    :class:`~cflkit.methods.ifca.IFCAState`); ``phase`` is the phase of the next round and
+    ``agreed_at`` / ``fixed_at`` the rounds where the phases ended.
 
     Differences from the reference code: its cold start averages without size weights
     and its first CORN round continues from each client's own cold-start model (here:
@@ -70,59 +83,64 @@ class CORNFLQS(Method):
     name = "cornflqs"
     summary = "CORNFLQS: alternate k-means on weights and loss-based choice until they agree (Ben Ali et al. 2025)"
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.clusterer = config.clusterer or "kmeans"
-        self.metric = config.metric or "euclidean"
-        self.linkage = config.linkage or "ward"
-        if self.clusterer not in CLUSTERERS:
-            raise ValueError(f"unknown clusterer {self.clusterer!r} for method 'cornflqs'; "
-                             f"choose one of: {', '.join(CLUSTERERS)}")
-        self.max_corn_rounds = max(1, int(config.rounds) // 2)
+    @dataclass(frozen=True)
+    class Params(Params):
+        clusters: int | str = GROUPS  # K cluster models: an integer, or 'groups' (as many as the planted groups)
+        clusterer: str = "kmeans"  # the server's clustering of the trained weights (reference code: agglomerative)
+        metric: str = "euclidean"  # distance between the clients' weights
+        linkage: str = "ward"  # agglomerative linkage (the reference code's Ward)
+        min_cluster_size: int = 2  # HDBSCAN / DBSCAN: the smallest cluster
 
-    def init(self, ctx: Context) -> ServerState:
+        def check(self):
+            cluster_count(self)
+            one_of(self, "clusterer", CLUSTERERS)
+            one_of(self, "metric", ("euclidean", "cosine"))
+            one_of(self, "linkage", ("ward", "complete", "average", "single"))
+            at_least(self, "min_cluster_size", 1)
+
+    def init(self, ctx: Context) -> CornflqsState:
         n = ctx.federation.n_clients
         candidates = [w[None].copy() for w in ctx.initial_weights]
         choice = np.zeros(n, dtype=np.int64)
-        return ServerState(candidates, choice.copy(), {"candidates": candidates, "choice": choice, "phase": "cold",
-                                                       "round": 0, "corn_rounds": 0, "agreed_at": None,
-                                                       "fixed_at": None})
+        return CornflqsState(candidates, choice.copy(), candidates=candidates, choice=choice, phase="cold")
 
     def server_clusters(self, ctx: Context, trained: list, k: int) -> np.ndarray:
         """The server's clustering of the clients' trained weights into ``k`` clusters."""
-        return cluster(flatten(trained), self.clusterer, k=k, metric=self.metric, linkage=self.linkage,
-                       min_cluster_size=self.config.min_cluster_size, seed=self.config.seed)
+        p = self.params
+        return cluster(flatten(trained), p.clusterer, k=k, metric=p.metric, linkage=p.linkage,
+                       min_cluster_size=p.min_cluster_size, seed=self.config.seed)
 
-    def round(self, state: ServerState, ctx: Context):
+    def round(self, state: CornflqsState, ctx: Context, r: int):
         fed = ctx.federation
-        extra = dict(state.extra, round=state.extra["round"] + 1)
-        phase, candidates, choice = extra["phase"], extra["candidates"], extra["choice"]
+        phase, candidates, choice = state.phase, state.candidates, state.choice
+        corn_rounds, agreed_at, fixed_at, next_phase = state.corn_rounds, state.agreed_at, state.fixed_at, phase
         trained = ctx.train(take(candidates, choice))
         diagnostics = {"phase": list(PHASES).index(phase)}
         down = 1
-        if phase == "cold":
+        if phase == "cold":  # one FedAvg round; the K cluster models start as its global model
             k = self.n_clusters(ctx)
             candidates = [np.repeat(w, k, axis=0) for w in weighted_average(trained, fed.sizes)]
-            extra["phase"] = "corn"
-        elif phase == "corn":
+            next_phase = "corn"
+        elif phase == "corn":  # the server clusters, then every client picks the lowest-loss model
             server = self.server_clusters(ctx, trained, self.n_clusters(ctx))
             candidates = cluster_average(trained, fed.sizes, server, int(server.max()) + 1)
             choice = assign_by_loss(loss_matrix(ctx, candidates))
             down = len(candidates[0])
-            extra["corn_rounds"] += 1
+            corn_rounds += 1
             diagnostics["agreement"] = float(np.mean(choice == server))
-            if np.array_equal(choice, server) or extra["corn_rounds"] >= self.max_corn_rounds:
-                extra["phase"] = "loss"
-                extra["agreed_at"] = extra["round"] if np.array_equal(choice, server) else None
-        else:
+            agree = np.array_equal(choice, server)
+            if agree or corn_rounds >= max(1, int(self.config.rounds) // 2):
+                next_phase, agreed_at = "loss", (r if agree else None)
+        else:  # loss-based (IFCA) rounds until the choice repeats, then fixed clusters
             candidates = update_candidates(candidates, trained, fed.sizes, choice)
             if phase == "loss":
                 new = assign_by_loss(loss_matrix(ctx, candidates))
                 down = len(candidates[0])
                 if np.array_equal(new, choice):
-                    extra["phase"], extra["fixed_at"] = "fixed", extra["round"]
+                    next_phase, fixed_at = "fixed", r
                 choice = new
-        extra.update(candidates=candidates, choice=choice)
         models, assignment = expose(candidates, choice)
         diagnostics["n_clusters"] = len(models[0])
-        return ServerState(models, assignment, extra), ctx.traffic(up_models=1, down_models=down, **diagnostics)
+        new_state = CornflqsState(models, assignment, candidates=candidates, choice=choice, phase=next_phase,
+                                  corn_rounds=corn_rounds, agreed_at=agreed_at, fixed_at=fixed_at)
+        return new_state, ctx.traffic(up_models=1, down_models=down, **diagnostics)

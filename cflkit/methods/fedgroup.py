@@ -35,13 +35,15 @@ assigned in that same round; the inter-group aggregation with rate η (FedGrouPr
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..core.aggregate import cluster_average
 from .parts.clustering import NEEDS_K, align, cluster, cosine_similarity
 from .parts.representations import represent
-from .base import Context, ServerState
-from .clustered import Clustered
+from .base import Context
+from .clustered import Clustered, ClusteredParams, ClusteredState
 
 
 def decomposed_cosine_similarity(updates, k: int) -> np.ndarray:
@@ -111,10 +113,13 @@ class FedGroup(Clustered):
 
     name = "fedgroup"
     summary = "FedGroup: cold-start k-means on decomposed cosine similarities (EDC) of updates (Duan et al. 2021)"
-    defaults = dict(representation="update", clusterer="kmeans", trigger="once", metric="euclidean",
-                    linkage="average", warmup_rounds=0)
     measure = "edc"  # edc or madc
     alpha = 20  # pre-train scaler: alpha * K clients form the groups, the others are newcomers
+
+    @dataclass(frozen=True)
+    class Params(ClusteredParams):
+        clusterer: str = "kmeans"  # the paper's k-means on the decomposed cosine similarities
+        metric: str = "euclidean"  # EDC: the Euclidean distance of decomposed cosine similarities
 
     def __init__(self, config):
         super().__init__(config)
@@ -131,11 +136,11 @@ class FedGroup(Clustered):
         """Group the clients; returns (assignment, mask of the clustering clients)."""
         n = ctx.federation.n_clients
         k = self.n_clusters(ctx)
-        X = represent(self.representation, ctx, start, trained).X
+        X = represent(self.representation, ctx, start, trained, self.params).X
         m = min(self.alpha * k, n)
         chosen = np.arange(n) if m == n else np.sort(ctx.rng.choice(n, size=m, replace=False))
         k_arg = 0 if (self.threshold and self.clusterer not in NEEDS_K) else k
-        common = dict(threshold=self.threshold, linkage=self.linkage, min_cluster_size=self.config.min_cluster_size,
+        common = dict(threshold=self.threshold, linkage=self.linkage, min_cluster_size=self.params.min_cluster_size,
                       seed=self.config.seed)
         if self.measure == "edc":
             labels = cluster(decomposed_cosine_similarity(X[chosen], k), self.clusterer, k=k_arg,
@@ -153,21 +158,17 @@ class FedGroup(Clustered):
         members[chosen] = True
         return assignment, members
 
-    def round(self, state: ServerState, ctx: Context):
-        extra = dict(state.extra, round=state.extra.get("round", 0) + 1)
-        if extra["round"] != self.warmup + 1:  # FedAvg (before) or FedAvg within the groups (after)
-            return super().round(state, ctx)
-        state = ServerState(state.models, state.assignment, extra)
+    def round(self, state: ClusteredState, ctx: Context, r: int):
+        if r != self.warmup + 1:  # FedAvg (before) or FedAvg within the groups (after)
+            return super().round(state, ctx, r)
         start = state.client_models()
         trained = ctx.train(start)
         assignment, members = self.cold_start(ctx, start, trained)
-        # Relabel so ids stay stable; keep the members mask aligned with the clients.
-        assignment = align(assignment, state.assignment)
-        extra["clustered_at"] = extra["round"]
+        assignment = align(assignment, state.assignment)  # relabel so ids stay stable
         k = int(assignment.max()) + 1
         models = cluster_average(trained, members.astype(np.float64), assignment, k)  # equal weights, as in the code
         info = ctx.traffic(clustering_clients=int(members.sum()), newcomers=int((~members).sum()))
-        return ServerState(models, assignment, extra), info
+        return ClusteredState(models, assignment, clustered_at=r), info
 
 
 class FedGroupMADC(FedGroup):
@@ -177,5 +178,9 @@ class FedGroupMADC(FedGroup):
 
     name = "fedgroup_madc"
     summary = "FedGroup with the MADC measure and complete-linkage clustering (Duan et al. 2021)"
-    defaults = dict(FedGroup.defaults, clusterer="agglomerative", linkage="complete")
     measure = "madc"
+
+    @dataclass(frozen=True)
+    class Params(FedGroup.Params):
+        clusterer: str = "agglomerative"  # the paper's code: complete-linkage agglomerative on MADC
+        linkage: str = "complete"

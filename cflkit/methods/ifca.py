@@ -11,9 +11,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from ..core.aggregate import cluster_average
 from ..core.trainer import take
 from .base import Context, Method, ServerState
+from .params import GROUPS, Params, at_least, cluster_count
+
+
+@dataclass
+class IFCAState(ServerState):
+    """Models and assignment (the chosen clusters), plus all K candidate models and every
+    client's choice among them (candidate ids)."""
+
+    candidates: list  # K stacked models: arrays of shape (K, *layer_shape)
+    choice: np.ndarray  # (n_clients,) candidate id each client chose
 
 
 def loss_matrix(ctx: Context, candidates: list) -> np.ndarray:
@@ -101,7 +113,7 @@ class IFCA(Method):
     """Iterative Federated Clustering Algorithm (Ghosh, Chung, Yin & Ramchandran,
     NeurIPS 2020, arXiv 2006.04088), the model-averaging variant (Algorithm 1, option II).
 
-    - ``K = clusters`` candidate models (0: as many as the planted groups), each drawn
+    - ``K = clusters`` candidate models ('groups': as many as the planted groups), each drawn
       with its own seed by the model's own initialisers;
     - every round, each client evaluates all K models on its **training** data, picks the
       one of lowest loss (client-side cluster estimation), runs ``local_epochs`` of SGD from
@@ -109,11 +121,10 @@ class IFCA(Method):
       client size (the paper's reference code weights equally; sizes are equal there);
     - a candidate no client picked keeps its weights and can be picked again later.
 
-    Server state: the K candidates live in ``state.extra["candidates"]`` and the clients'
-    choice (candidate ids) in ``state.extra["choice"]``; ``state.models`` exposes only the
-    candidates some client chose, and ``state.assignment`` numbers them 0..n-1 in order of
-    candidate id — one model per non-empty cluster, contiguous ids (see :func:`expose`).
-    ``n_clusters`` of a round may thus be below K.
+    Server state (:class:`IFCAState`): the K candidates and the clients' choice (candidate
+    ids); ``models`` exposes only the candidates some client chose, and ``assignment``
+    numbers them 0..n-1 in order of candidate id — one model per non-empty cluster,
+    contiguous ids (see :func:`expose`). ``n_clusters`` of a round may thus be below K.
 
     Random restarts (``restarts``, default 1): the paper's neural-net experiments
     (rotated MNIST, CIFAR) use one random initialisation (its reference code seeds once);
@@ -123,17 +134,9 @@ class IFCA(Method):
     then give the lowest IFCA objective (size-weighted mean of every client's lowest
     training loss) is kept — the run itself starts from that draw's *untrained* models.
     The trial rounds' communication (K models down, one up, per client and trial round)
-    is added to round 1's bytes. Judging a draw by the loss of its first assignment,
-    before any training, picked poorly here: the lowest untrained loss favours a draw
-    where one model is best for nearly everybody.
-
-    Measured (digits 8x8, 16 clients in 4 groups, MLP, 20 rounds, seeds 0–5, ARI mean ±
-    std): ``restarts=1``: rotation 0.82 ± 0.19, label_swap 0.65 ± 0.21 — a random
-    initialisation often gives two planted groups the same best model (or a group none)
-    and the assignment freezes by round 2–4, as the paper's analysis (which needs a good
-    initialisation) leads one to expect; ``restarts=5``: 1.00 ± 0.00 on both
-    (judging draws before training instead: 0.94 ± 0.12 and 0.65 ± 0.21). So on small
-    federations use ``--set restarts=5``.
+    is reported in round 1's traffic. Judging a draw by the loss of its first assignment,
+    before any training, picked poorly here (``docs/methods.md`` has the numbers, and how
+    often one random draw recovers the groups).
 
     Communication per round: each client downloads K models and uploads one.
     Diagnostics per round: ``n_clusters`` (non-empty clusters), ``objective`` (the loss
@@ -150,9 +153,14 @@ class IFCA(Method):
 
     trial_rounds = 5  # IFCA rounds that judge each random restart (assignments settle by round 2-5 here)
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.restarts = int(config.restarts)
+    @dataclass(frozen=True)
+    class Params(Params):
+        clusters: int | str = GROUPS  # K candidate models: an integer, or 'groups' (as many as the planted groups)
+        restarts: int = 1  # random draws of the K models; the best after 5 trial rounds is kept (1: the paper's nets)
+
+        def check(self):
+            cluster_count(self)
+            at_least(self, "restarts", 1)
 
     def initial_candidates(self, ctx: Context) -> tuple[list, np.ndarray]:
         """K random models (the best of ``restarts`` draws) and the clients' first choice.
@@ -163,11 +171,12 @@ class IFCA(Method):
         """
         k = self.n_clusters(ctx)
         fed = ctx.federation
+        restarts = self.params.restarts
         best = None
-        for _ in range(self.restarts):
+        for _ in range(restarts):
             candidates = random_models(ctx, k, int(ctx.rng.integers(2**31 - k)))
             first = assign_by_loss(loss_matrix(ctx, candidates))
-            if self.restarts == 1:
+            if restarts == 1:
                 return candidates, first
             trial, choice = candidates, first
             for _ in range(self.trial_rounds):
@@ -179,26 +188,27 @@ class IFCA(Method):
                 best = (score, candidates, first)
         return best[1], best[2]
 
-    def init(self, ctx: Context) -> ServerState:
+    def restart_traffic(self, k: int) -> tuple[int, int]:
+        """Models each client sent up and down in the restarts' trial rounds (one up, K down
+        per trial round): reported in round 1's traffic."""
+        trials = self.params.restarts * self.trial_rounds if self.params.restarts > 1 else 0
+        return trials, trials * k
+
+    def init(self, ctx: Context) -> IFCAState:
         candidates, choice = self.initial_candidates(ctx)
         models, assignment = expose(candidates, choice)
-        # the trial rounds of the restarts cost communication: charged to round 1
-        trials = self.restarts * self.trial_rounds if self.restarts > 1 else 0
-        return ServerState(models, assignment, {"candidates": candidates, "choice": choice, "round": 0,
-                                                "trial_models": (trials, trials * len(candidates[0]))})
+        return IFCAState(models, assignment, candidates=candidates, choice=choice)
 
-    def round(self, state: ServerState, ctx: Context):
+    def round(self, state: IFCAState, ctx: Context, r: int):
         fed = ctx.federation
-        candidates = state.extra["candidates"]
-        losses = loss_matrix(ctx, candidates)  # estimation step, on each client
+        candidates = state.candidates
+        losses = loss_matrix(ctx, candidates)  # the estimation step, on each client
         choice = assign_by_loss(losses)
-        trained = ctx.train(take(candidates, choice))  # local update from the chosen model
-        candidates = update_candidates(candidates, trained, fed.sizes, choice)
+        trained = ctx.train(take(candidates, choice))  # the local update, from the chosen model
+        candidates = update_candidates(candidates, trained, fed.sizes, choice)  # the server's averaging
         models, assignment = expose(candidates, choice)
-        extra = dict(state.extra, candidates=candidates, choice=choice, round=state.extra.get("round", 0) + 1)
-        changed = int((choice != state.extra["choice"]).sum())
-        up, down = state.extra.get("trial_models", (0, 0))
-        extra["trial_models"] = (0, 0)
-        info = ctx.traffic(up_models=1 + up, down_models=len(candidates[0]) + down, n_clusters=len(models[0]),
-                           objective=objective(losses, fed.sizes), changed=changed)
-        return ServerState(models, assignment, extra), info
+        k = len(candidates[0])
+        up, down = self.restart_traffic(k) if r == 1 else (0, 0)
+        info = ctx.traffic(up_models=1 + up, down_models=k + down, n_clusters=len(models[0]),
+                           objective=objective(losses, fed.sizes), changed=int((choice != state.choice).sum()))
+        return IFCAState(models, assignment, candidates=candidates, choice=choice), info

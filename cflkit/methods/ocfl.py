@@ -33,10 +33,47 @@ diagnostic (the reference stops computing them).
 """
 from __future__ import annotations
 
-from .parts.clustering import clustering_temperature, temperature_rises
-from .clustered import Clustered
+import math
+from dataclasses import dataclass
 
-__all__ = ["OCFL", "clustering_temperature", "temperature_rises"]  # the formula and rule live in clustering
+import numpy as np
+
+from .clustered import Clustered, ClusteredParams
+
+TEMPERATURE_P = 2.0  # order of the entry-wise norm in T(Γ) (the paper's p = 2: Frobenius)
+
+
+def clustering_temperature(distances, p: float = 2.0) -> float:
+    """OCFL's clustering temperature ``T(Γ) = ‖Γ‖_p / (n (n − 1) 2^p)^(1/p)``.
+
+    ``distances`` is the (n, n) cosine-distance matrix Γ of the clients' updates (values in
+    [0, 2], zero diagonal); ``‖Γ‖_p`` is its entry-wise p-norm. The result lies in [0, 1]:
+    0 when every update points the same way, 1 when every pair is opposite (distance 2).
+
+    >>> g = np.array([[1.0, 0.0], [-1.0, 0.0]])          # two opposite updates
+    >>> from cflkit.methods.parts.clustering import pairwise_distances
+    >>> clustering_temperature(pairwise_distances(g, "cosine"))
+    1.0
+    >>> clustering_temperature(np.zeros((4, 4)))          # identical directions
+    0.0
+    """
+    D = np.asarray(distances, dtype=np.float64)
+    if D.ndim != 2 or D.shape[0] != D.shape[1]:
+        raise ValueError(f"the clustering temperature needs a square distance matrix, got shape {D.shape}")
+    if not (p > 0 and math.isfinite(p)):
+        raise ValueError(f"the temperature's norm order p must be a finite number > 0, got {p}")
+    if not np.all(np.isfinite(D)) or np.any(D < 0):
+        raise ValueError("the clustering temperature needs finite, non-negative distances")
+    n = len(D)
+    if n < 2:
+        return 0.0
+    norm = float((D ** p).sum() ** (1.0 / p))
+    return norm / (n * (n - 1) * 2.0 ** p) ** (1.0 / p)
+
+
+def temperature_rises(previous: float, current: float) -> bool:
+    """OCFL's rule for when to cluster: the temperature went up since the last round."""
+    return current > previous
 
 
 class OCFL(Clustered):
@@ -56,5 +93,7 @@ class OCFL(Clustered):
 
     name = "ocfl"
     summary = "OCFL: one HDBSCAN clustering of update cosine distances when the temperature rises (Zuziak et al. 2024)"
-    defaults = dict(representation="update", clusterer="hdbscan", trigger="temperature", metric="cosine",
-                    linkage="average", warmup_rounds=0)
+    @dataclass(frozen=True)
+    class Params(ClusteredParams):
+        clusterer: str = "hdbscan"  # the paper's density clusterer: no K
+        trigger: str = "temperature"  # cluster once, when the clustering temperature first rises

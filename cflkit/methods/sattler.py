@@ -3,14 +3,22 @@ once FedAvg within a cluster has reached a stationary point that some clients di
 with (Sattler, Müller & Samek, IEEE TNNLS 2021, arXiv 1910.01991)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..core.aggregate import cluster_average
 from .parts.clustering import cosine_similarity, split_in_two
 from .parts.representations import flatten
 from .base import Context, Method, ServerState
+from .params import Params, at_least, one_of
 
-DEFAULT_WARMUP = 20  # the reference code splits only when c_round > 20
+
+@dataclass
+class SattlerState(ServerState):
+    """Models and assignment, plus every split so far: (round, cluster that split)."""
+
+    splits: tuple = ()
 
 
 def update_norms(updates: np.ndarray, sizes, members) -> tuple[float, float]:
@@ -108,19 +116,10 @@ class Sattler(Method):
     unweighted mean of the updates is the paper's size-weighted one.
 
     **Scale of eps1/eps2.** The defaults are the paper's (its reference code: a CNN on
-    EMNIST, SGD lr 0.1 with momentum 0.9, one local epoch); the norms depend on the model,
-    learning rate and local epochs. Measured on the default setting here (digits 8x8, MLP
-    64-64-10, lr 0.05, E=5, B=10, 16 clients in 4 groups): under FedAvg the mean update
-    norm falls below 0.4 by round ~9, but the largest client update norm peaks at ~1.4
-    (rotation) / ~1.55 (label_swap) and then decreases — eps2 = 1.6 never fires, and the
-    method stays FedAvg. Within the true groups (oracle clusters) the largest update norm
-    is below ~0.6 from round 7 and ~0.45 from round 10. eps2 must separate the two at the
-    time of the split, and both shrink as training goes on, so it depends on the warm-up.
-    With ``--set eps2=0.8 --set warmup_rounds=10`` and 30 rounds, splits happen in rounds
-    11–14 and recover the 4 groups (ARI 1.00 on seeds 0–5, both scenarios); eps2 = 0.7
-    still works (rotation ARI 0.95), 0.6 over-splits rotation (0.65), 0.9 under-splits it
-    (0.56). With the default warm-up of 20 no eps2 worked on both scenarios (0.6: ARI
-    0.93 / 0.92; 0.8: rotation stops at 2 clusters).
+    EMNIST, SGD lr 0.1 with momentum 0.9, one local epoch); update norms depend on the model,
+    learning rate and local epochs, so on another model they may never fire (then the
+    method stays FedAvg). What was measured here, and settings that split, are in
+    ``docs/methods.md``.
 
     Diagnostics per round: ``mean_update_norm`` (the largest over clusters),
     ``max_update_norm`` (over all clients), ``n_clusters``, ``splits`` (clusters split this
@@ -138,37 +137,36 @@ class Sattler(Method):
     name = "sattler"
     summary = "CFL: bipartition a cluster by update similarity when FedAvg stalls (Sattler et al. 2021)"
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.eps1 = float(config.eps1)
-        self.eps2 = float(config.eps2)
-        self.warmup = config.warmup_rounds if config.warmup_rounds >= 0 else DEFAULT_WARMUP
-        self.linkage = config.linkage or "complete"
-        if self.linkage not in ("complete", "single", "average"):
-            raise ValueError(f"unknown linkage {self.linkage!r} for sattler; choose one of: complete, single, average")
-        if self.eps1 < 0 or self.eps2 < 0:
-            raise ValueError(f"eps1 and eps2 must be >= 0, got eps1={self.eps1}, eps2={self.eps2}")
+    @dataclass(frozen=True)
+    class Params(Params):
+        eps1: float = 0.4  # split when the norm of the cluster's mean update falls below eps1 ...
+        eps2: float = 1.6  # ... and its largest client update norm exceeds eps2 (the paper's values)
+        warmup_rounds: int = 20  # no split before this round (the reference code's c_round > 20)
+        linkage: str = "complete"  # bipartition linkage: complete (reference code), single (the paper's optimum), average
 
-    def init(self, ctx: Context) -> ServerState:
+        def check(self):
+            for name in ("eps1", "eps2"):
+                at_least(self, name, 0.0)
+            at_least(self, "warmup_rounds", 0)
+            one_of(self, "linkage", ("complete", "single", "average"))
+
+    def init(self, ctx: Context) -> SattlerState:
         n = ctx.federation.n_clients
-        return ServerState([w[None].copy() for w in ctx.initial_weights], np.zeros(n, dtype=np.int64),
-                           {"round": 0, "splits": []})
+        return SattlerState([w[None].copy() for w in ctx.initial_weights], np.zeros(n, dtype=np.int64))
 
-    def round(self, state: ServerState, ctx: Context):
-        fed = ctx.federation
-        r = state.extra.get("round", 0) + 1
+    def round(self, state: SattlerState, ctx: Context, r: int):
+        fed, p = ctx.federation, self.params
         start = state.client_models()
-        trained = ctx.train(start)
+        trained = ctx.train(start)  # FedAvg's local update within each cluster
         updates = flatten(trained) - flatten(start)
-        assignment, report = split_clusters(state.assignment, updates, fed.sizes, self.eps1, self.eps2,
-                                            allowed=r > self.warmup, linkage=self.linkage)
+        assignment, report = split_clusters(state.assignment, updates, fed.sizes, p.eps1, p.eps2,
+                                            allowed=r > p.warmup_rounds, linkage=p.linkage)  # the split step
         k = int(assignment.max()) + 1
         # every member of a (new) cluster started from the same model, so the average of
         # their trained models is that model plus their size-weighted mean update
         models = cluster_average(trained, fed.sizes, assignment, k)
         split = [row for row in report if row["split"]]
-        splits = state.extra.get("splits", []) + [(r, row["cluster"]) for row in split]  # (round, cluster)
-        extra = dict(state.extra, round=r, splits=splits)
+        splits = state.splits + tuple((r, row["cluster"]) for row in split)
         diagnostics = {
             "mean_update_norm": max(row["mean_norm"] for row in report),
             "max_update_norm": max(row["max_norm"] for row in report),
@@ -180,4 +178,4 @@ class Sattler(Method):
         if split:
             diagnostics["similarity"] = cosine_similarity(updates)
             diagnostics["alpha_cross_max"] = max(row["alpha_cross_max"] for row in split)
-        return ServerState(models, assignment, extra), ctx.traffic(**diagnostics)
+        return SattlerState(models, assignment, splits), ctx.traffic(**diagnostics)

@@ -24,16 +24,13 @@ run again (a run of it filed under another cell id, e.g. after the grid gained a
 is renamed into place). An interrupted cell leaves no directory and is simply run again;
 so is a failed cell. The tables are rewritten, atomically, at the end of every call.
 
-Parts: ``representation``, ``clusterer`` and ``trigger`` (:data:`PARTS`) act only on
-methods built on :class:`~cflkit.methods.clustered.Clustered`. For any other method they
-are reset to their defaults, so a grid over parts gives such a method one cell, not
-repeats of the same run. The table's ``representation`` / ``clusterer`` / ``trigger``
-columns show the parts a clustered method actually used (its preset where the config
-leaves them empty), and are empty for other methods. No other field is pruned (``mu``,
-``clusters``, ``metric``, ``linkage``, ...: some method outside the clustered family may
-read it, e.g. sattler reads ``linkage`` and ``warmup_rounds``): a method that ignores a
-field is run once per value of it. A part combination that a clustered method refuses
-(e.g. ``pacfl`` with ``representation=update``) is a failed cell, not a usage error.
+Method parameters: a grid key may be a method's parameter (``restarts``, ``representation``,
+``eps2``, ...). Each method takes only its own, so a method without the parameter gets one
+cell, not repeats of the same run, and its column is empty in the tables; the
+``representation`` / ``clusterer`` / ``trigger`` columns (:data:`PARTS`) always show the
+parts a clustered method uses (its preset's, unless the grid changes them). A value that
+no method of the grid accepts is a usage error; a combination that one method refuses
+(e.g. ``pacfl`` with ``representation=update``) is a failed cell.
 
 Worker processes are started with 'spawn': a script that calls :func:`compare` with
 ``workers > 1`` must do so under ``if __name__ == "__main__":`` (notebooks need nothing).
@@ -54,14 +51,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.config import FIELDS, Config, coerce
+from ..core.config import FIELDS, Config, coerce, parameter_names
 from ..core.results import RUN_FILES, atomic_file, write_text_atomic
 
 log = logging.getLogger("cflkit")
 
-# The three parts of a clustered method: no other method reads them. (Fields that tune a part,
-# such as linkage or warmup_rounds, are read by other methods too, e.g. sattler: not pruned.)
-PARTS = ("representation", "clusterer", "trigger")
+PARTS = ("representation", "clusterer", "trigger")  # the parts of a clustered method: always table columns
 KEY_FIELDS = ("method", "scenario", "seed")  # always in a cell id and the tables, in this order
 SUMMARY_COLUMNS = ("accuracy_mean", "accuracy_weighted", "accuracy_worst10", "loss_mean",
                    "rmse_mean", "rmse_weighted", "rmse_worst10", "mae_mean", "r2_mean",  # regression (NaN else)
@@ -73,70 +68,135 @@ ROUND_COLUMNS = ("ari", "ami", "v_measure", "n_clusters")
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of the grid: its directory name, its config and its row labels."""
+    """One run of the grid: its directory name, its config and its row labels; ``refused``
+    says why a method refused the cell's combination of parameters (it is then not run)."""
 
     id: str
     config: Config
     labels: dict  # config columns of the tables: method, scenario, seed, parts used, other grid fields
+    refused: str = ""
 
 
 # -- the grid ---------------------------------------------------------------------------------
-def expand_grid(grid: dict, base: Config = Config()) -> list[Cell]:
+def expand_grid(grid: dict, base: Config = Config(), settings: dict | None = None) -> list[Cell]:
     """The distinct cells of ``grid`` on top of ``base``, validated, in grid order.
 
-    ``grid`` maps config fields to a list of values (a single value is a list of one;
-    for a tuple-valued field such as ``hidden`` a tuple is one value). Cells are the
-    product of the lists (seeds innermost); cells whose effective config repeats an
-    earlier one are dropped (see the module docstring). Raises ``ValueError`` naming the
-    bad value and the valid ones, before anything is run or written.
+    ``grid`` maps config fields and method parameters to a list of values (a single value
+    is a list of one; for a tuple-valued field such as ``hidden`` a tuple is one value).
+    Cells are the product of the lists (seeds innermost). A method parameter reaches only
+    the methods that take it, so a method without it gets one cell, not repeats of the same
+    run; a value that no method of the grid accepts, or a parameter none takes, raises
+    ``ValueError`` naming it, before anything is run or written. A combination that one
+    method refuses (``pacfl`` with ``representation=update``) is a failed cell. ``settings``
+    are method parameters fixed for every method of the grid that takes them (the others
+    ignore them): ``{"clusters": 2, "restarts": 5}``.
     """
     from ..core.experiment import validate
+    from ..methods import make_method
 
     if not isinstance(grid, dict) or not grid:
         raise ValueError("the grid must be a non-empty dict of config field -> list of values, "
                          "e.g. {'method': ['fedavg', 'flhc'], 'seed': [0, 1]}")
     lists = {key: _values(key, values) for key, values in grid.items()}
+    methods = lists.get("method", [base.method])
+    params = [k for k in lists if k not in FIELDS]
+    _check_parameters(params, lists, methods)
+    settings = dict(settings or {})
+    for key in settings:
+        if key not in parameter_names():
+            raise ValueError(f"unknown method parameter {key!r} in settings (`cflkit list METHOD`)")
+        if key in lists:
+            raise ValueError(f"parameter {key!r} is both in settings and varied by the grid; keep one")
     order = [k for k in ("method", "scenario") if k in lists] + \
             [k for k in lists if k not in KEY_FIELDS] + (["seed"] if "seed" in lists else [])
-    for key in (*PARTS, "metric"):
-        _check_part(key, [getattr(base, key)] + lists.get(key, []))
-    configs, seen = [], set()
+    cells, seen = [], set()
+    varying = [k for k in order if k not in KEY_FIELDS and len(lists[k]) > 1]
     for combo in itertools.product(*(lists[k] for k in order)):
-        config = effective_config(base.replace(**dict(zip(order, combo))))
-        if config in seen:
+        point = dict(zip(order, combo))
+        shared = {k: v for k, v in point.items() if k in FIELDS}
+        config = base.replace(**shared)
+        own = {k: v for k, v in {**settings, **point}.items() if k not in FIELDS and k in config.params.names()}
+        key = (config, tuple(sorted(own.items())))
+        if key in seen:
             continue
-        seen.add(config)
-        validate(config)
-        configs.append(config)
-    parts = {config: _parts_used(config) for config in configs}
-    extra = [k for k in order if k not in KEY_FIELDS and k not in PARTS]
-    varying = [k for k in order if k not in KEY_FIELDS and len({getattr(c, k) for c in configs}) > 1]
-    cells = []
-    for config in configs:
-        labels = {k: getattr(config, k) for k in KEY_FIELDS}
-        labels.update(parts[config])
-        labels.update({k: _label(getattr(config, k)) for k in extra})
-        cells.append(Cell(cell_id(config, varying), config, labels))
-    return cells
+        seen.add(key)
+        validate(config, method=False)  # the names (dataset, scenario, model): usage errors
+        try:
+            config = config.replace(**own)
+            make_method(config)
+        except ValueError as e:  # this method refuses the combination: a failed cell
+            cells.append(_refused_cell(config, own, order, str(e)))
+            continue
+        cells.append(Cell(cell_id(config, varying), config, _labels(config, order)))
+    return _distinct(cells)
 
 
-def effective_config(config: Config) -> Config:
-    """``config`` with the :data:`PARTS` reset to their defaults for a method not built on
-    :class:`~cflkit.methods.clustered.Clustered` (they would not change its run)."""
-    if _is_clustered(config.method):
-        return config
-    return config.replace(**{k: FIELDS[k].default for k in PARTS})
+def _check_parameters(params: list, lists: dict, methods: list):
+    """Every method parameter of the grid is taken by a method of the grid, and each of its
+    values is valid for at least one of them (a typo is a usage error, not a failed cell)."""
+    from ..core.config import method_class
+
+    known = parameter_names()
+    for key in params:
+        if key not in known:
+            raise ValueError(f"unknown config field or method parameter {key!r} in the grid; choose one of: "
+                             f"{', '.join(FIELDS)}, or a method's parameter (`cflkit list METHOD`)")
+        takers = [m for m in methods if key in method_class(m).Params.names()]
+        if not takers:
+            raise ValueError(f"no method of the grid ({', '.join(methods)}) takes parameter {key!r}; "
+                             f"it is a parameter of: {', '.join(known[key])}")
+        for value in lists[key]:
+            errors = []
+            for m in takers:
+                try:
+                    method_class(m).Params.check_value(key, value)
+                except ValueError as e:
+                    errors.append(str(e))
+            if len(errors) == len(takers):
+                raise ValueError(errors[0])
+
+
+def _labels(config: Config, order: list) -> dict:
+    """The table labels of a cell: method, scenario, seed, the parts its method uses ('' for
+    a method without parts) and the value of every other grid key ('' where it does not apply)."""
+    labels = {k: getattr(config, k) for k in KEY_FIELDS}
+    for k in [*PARTS, *(k for k in order if k not in KEY_FIELDS and k not in PARTS)]:
+        value = getattr(config, k) if k in FIELDS else getattr(config.params, k, "")
+        labels[k] = "" if value is None and k not in FIELDS else _label(value)
+    return labels
+
+
+def _refused_cell(config: Config, own: dict, order: list, error: str) -> Cell:
+    """A cell whose method refuses its parameters: labelled with what was asked, never run."""
+    labels = _labels(config, order)
+    labels.update({k: _label(v) for k, v in own.items()})
+    asked = json.dumps({k: _label(v) for k, v in sorted(own.items())})
+    digest = hashlib.sha1((config.to_json() + asked).encode()).hexdigest()[:8]
+    words = [config.method, config.scenario, f"s{config.seed}", *(f"{k}_{_label(v)}" for k, v in sorted(own.items()))]
+    readable = re.sub(r"[^A-Za-z0-9._+-]", "_", "-".join(map(str, words)))[:150]
+    return Cell(f"{readable}-{digest}", config, labels, refused=f"ValueError: {' '.join(error.split())}")
+
+
+def _distinct(cells: list) -> list:
+    """Cells in grid order without repeats of the same config (a refused cell is its own)."""
+    out, seen = [], set()
+    for cell in cells:
+        key = (cell.config, cell.refused, cell.id if cell.refused else "")
+        if key not in seen:
+            seen.add(key)
+            out.append(cell)
+    return out
 
 
 def cell_id(config: Config, varying=()) -> str:
     """``<method>-<scenario>-s<seed>[-<field>_<value>...]-<hash8>``: readable, deterministic,
-    safe as a directory name. ``varying`` names the other fields to show (empty values are
-    left out); the hash covers the whole config."""
+    safe as a directory name. ``varying`` names the other fields and parameters to show
+    (those the method lacks and empty values are left out); the hash covers the whole config."""
     digest = hashlib.sha1(config.to_json().encode()).hexdigest()[:8]
     words = [config.method, config.scenario, f"s{config.seed}"]
     for key in varying:
-        value = getattr(config, key)
-        if value in ("", ()):
+        value = getattr(config, key) if key in FIELDS else getattr(config.params, key, "")
+        if value in ("", (), None):
             continue
         value = "x".join(map(str, value)) if isinstance(value, tuple) else value
         words.append(f"{key}_{value}")
@@ -145,9 +205,10 @@ def cell_id(config: Config, varying=()) -> str:
 
 
 def _values(key: str, values) -> list:
-    if key not in FIELDS:
-        raise ValueError(f"unknown config field {key!r} in the grid; choose one of: {', '.join(FIELDS)}")
-    tuple_field = isinstance(FIELDS[key].default, tuple)
+    if key not in FIELDS and key not in parameter_names():
+        raise ValueError(f"unknown config field or method parameter {key!r} in the grid; choose one of: "
+                         f"{', '.join(FIELDS)}, or a method's parameter (`cflkit list METHOD`)")
+    tuple_field = key in FIELDS and isinstance(FIELDS[key].default, tuple)
     if isinstance(values, np.ndarray):
         values = values.tolist()
     if isinstance(values, (list, range)) or (isinstance(values, tuple) and not tuple_field):
@@ -158,42 +219,10 @@ def _values(key: str, values) -> list:
         raise ValueError(f"the grid gives no values for {key!r}; give at least one")
     out = []
     for v in values:
-        v = coerce(key, v)
+        v = coerce(key, v) if key in FIELDS else v  # a parameter's value is converted by each method's Params
         if v not in out:
             out.append(v)
     return out
-
-
-def _check_part(key: str, values):
-    from ..methods.parts.clustering import CLUSTERERS, METRICS
-    from ..methods.clustered import TRIGGERS
-    from ..methods.parts.representations import REPRESENTATIONS
-
-    options = {"representation": REPRESENTATIONS, "clusterer": CLUSTERERS, "trigger": TRIGGERS,
-               "metric": METRICS}[key]
-    for v in values:
-        if v and v not in options:
-            raise ValueError(f"unknown {key} {v!r}; choose one of: {', '.join(options)}")
-
-
-def _is_clustered(method: str) -> bool:
-    from ..methods import METHODS
-    from ..methods.clustered import Clustered
-
-    return method in METHODS and issubclass(METHODS[method], Clustered)
-
-
-def _parts_used(config: Config) -> dict:
-    """The representation, clusterer and trigger a run of ``config`` uses ('' if none)."""
-    from ..methods import METHODS, make_method
-
-    if not _is_clustered(config.method):
-        return dict.fromkeys(PARTS, "")
-    try:
-        method = make_method(config)  # cheap, no TensorFlow
-    except ValueError:  # parts that do not combine: the cell fails when run, and says why
-        return {k: getattr(config, k) or METHODS[config.method].defaults.get(k, "") for k in PARTS}
-    return {k: getattr(method, k) for k in PARTS}
 
 
 def _label(value):
@@ -203,10 +232,10 @@ def _label(value):
 
 # -- running ----------------------------------------------------------------------------------
 def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | None = None,
-            base: Config = Config()) -> pd.DataFrame:
+            base: Config = Config(), settings: dict | None = None) -> pd.DataFrame:
     """Run every cell of ``grid`` (see :func:`expand_grid`) into ``out_dir`` and return the
     results table, one row per cell (columns: ``cell``, the config labels, the
-    :data:`SUMMARY_COLUMNS`, ``error``).
+    :data:`SUMMARY_COLUMNS`, ``error``); ``settings``: see :func:`expand_grid`.
 
     Cells already in ``out_dir`` are not run again. ``workers`` worker processes (default:
     as many as cores, at most one per cell to run) each import TensorFlow once and run
@@ -216,7 +245,7 @@ def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | No
     """
     from ..core.outputs import MANIFEST, TARGETS, WriteError, check_output, make_dirs, mark, remove_made
 
-    cells = expand_grid(grid, base)
+    cells = expand_grid(grid, base, settings)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     progress = sys.stderr.isatty() if progress is None else progress
@@ -226,10 +255,12 @@ def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | No
     made = make_dirs(cells_dir)  # removed again if the device is full before anything is written
     try:
         mark(out_dir, "compare", TARGETS["compare"])
-        pending = _resume(cells, cells_dir)
+        runnable = [c for c in cells if not c.refused]
+        pending = _resume(runnable, cells_dir)
         log.info("compare: %d cells, %d to run", len(cells), len(pending))
-        errors = _run_cells(pending, cells_dir, workers, progress, done=len(cells) - len(pending))
-        _write_tables(grid, base, cells, out_dir, errors)
+        ran = _run_cells(pending, cells_dir, workers, progress, done=len(cells) - len(pending))
+        errors = {c.id: c.refused or ran[c.id] for c in cells if c.refused or c.id in ran}  # grid order
+        _write_tables(grid, base, cells, out_dir, errors, settings)
     except (WriteError, OSError):  # nothing half-made stays: the directories this call created go if empty
         if out_dir in made:
             (out_dir / MANIFEST).unlink(missing_ok=True)
@@ -241,7 +272,7 @@ def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | No
     return results_table(cells, cells_dir, errors)
 
 
-def _write_tables(grid: dict, base: Config, cells: list, out_dir: Path, errors: dict):
+def _write_tables(grid: dict, base: Config, cells: list, out_dir: Path, errors: dict, settings: dict | None = None):
     """``results.csv``, ``ari_per_round.csv``, ``table.md`` and ``grid.json``, each atomically."""
     cells_dir = out_dir / "cells"
     results = results_table(cells, cells_dir, errors)
@@ -252,7 +283,8 @@ def _write_tables(grid: dict, base: Config, cells: list, out_dir: Path, errors: 
         per_round.to_csv(tmp, index=False)
     write_text_atomic(out_dir / "table.md", markdown_table(summarize_grid(results)) + "\n")
     write_text_atomic(out_dir / "grid.json", json.dumps(
-        {"grid": {k: [_label(v) for v in _values(k, vs)] for k, vs in grid.items()}, "base": base.to_dict()},
+        {"grid": {k: [_label(v) for v in _values(k, vs)] for k, vs in grid.items()}, "base": base.to_dict(),
+         "settings": {k: _label(v) for k, v in (settings or {}).items()}},
         indent=2) + "\n")
 
 
@@ -457,7 +489,8 @@ def load_comparison(out_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
     for name in ("results.csv", "ari_per_round.csv"):
         table = pd.read_csv(out_dir / name)
         for key in table.columns:
-            if key in ("cell", "error") or (key in FIELDS and isinstance(FIELDS[key].default, str)):
+            text = key in FIELDS and isinstance(FIELDS[key].default, str)
+            if key in ("cell", "error", *PARTS) or text or (key in parameter_names() and table[key].dtype == object):
                 table[key] = table[key].astype(object).fillna("").astype(str)
         tables.append(table)
     return tables[0], tables[1]
@@ -472,7 +505,8 @@ def summarize_grid(results: pd.DataFrame, by=None, metrics=("ari", "accuracy_mea
     and counted in ``failed``; ``runs`` counts the cells that finished.
     """
     if by is None:
-        config_cols = [c for c in results.columns if c in FIELDS and c not in SUMMARY_COLUMNS and c != "seed"]
+        config_cols = [c for c in results.columns if (c in FIELDS or c in parameter_names())
+                       and c not in SUMMARY_COLUMNS and c != "seed"]
         by = [c for c in config_cols if c in ("method", "scenario") or results[c].nunique(dropna=False) > 1]
     by = list(by)
     errors = results["error"].fillna("").astype(str) if "error" in results else pd.Series("", index=results.index)

@@ -7,8 +7,6 @@ must still get a model.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ...core.aggregate import contiguous
@@ -56,53 +54,6 @@ def cosine_similarity(X: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(X, axis=1, keepdims=True)
     U = X / np.where(norms == 0, 1.0, norms)
     return np.clip(U @ U.T, -1.0, 1.0)
-
-
-def principal_angle_distances(bases: list) -> np.ndarray:
-    """PACFL's proximity: the smallest principal angle (degrees) between client subspaces.
-
-    ``bases[i]`` is an orthonormal (features, p) basis; the cosines of the principal angles
-    between two subspaces are the singular values of ``U_i^T U_j`` (Björck & Golub 1973).
-    """
-    n = len(bases)
-    D = np.zeros((n, n))
-    for i in range(n):
-        for j in range(i + 1, n):
-            s = np.linalg.svd(bases[i].T @ bases[j], compute_uv=False)
-            D[i, j] = D[j, i] = np.degrees(np.arccos(np.clip(s.max(), -1.0, 1.0)))
-    return D
-
-
-def clustering_temperature(distances, p: float = 2.0) -> float:
-    """OCFL's clustering temperature ``T(Γ) = ‖Γ‖_p / (n (n − 1) 2^p)^(1/p)``.
-
-    ``distances`` is the (n, n) cosine-distance matrix Γ of the clients' updates (values in
-    [0, 2], zero diagonal); ``‖Γ‖_p`` is its entry-wise p-norm. The result lies in [0, 1]:
-    0 when every update points the same way, 1 when every pair is opposite (distance 2).
-
-    >>> g = np.array([[1.0, 0.0], [-1.0, 0.0]])          # two opposite updates
-    >>> clustering_temperature(pairwise_distances(g, "cosine"))
-    1.0
-    >>> clustering_temperature(np.zeros((4, 4)))          # identical directions
-    0.0
-    """
-    D = np.asarray(distances, dtype=np.float64)
-    if D.ndim != 2 or D.shape[0] != D.shape[1]:
-        raise ValueError(f"the clustering temperature needs a square distance matrix, got shape {D.shape}")
-    if not (p > 0 and math.isfinite(p)):
-        raise ValueError(f"the temperature's norm order p must be a finite number > 0, got {p}")
-    if not np.all(np.isfinite(D)) or np.any(D < 0):
-        raise ValueError("the clustering temperature needs finite, non-negative distances")
-    n = len(D)
-    if n < 2:
-        return 0.0
-    norm = float((D ** p).sum() ** (1.0 / p))
-    return norm / (n * (n - 1) * 2.0 ** p) ** (1.0 / p)
-
-
-def temperature_rises(previous: float, current: float) -> bool:
-    """OCFL's rule for when to cluster: the temperature went up since the last round."""
-    return current > previous
 
 
 def cluster(X=None, clusterer: str = "kmeans", k: int = 0, threshold: float = 0.0, metric: str = "euclidean",

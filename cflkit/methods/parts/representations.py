@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .clustering import pairwise_distances, principal_angle_distances
+from .clustering import pairwise_distances
 
 REPRESENTATIONS = {
     "weights": "all model weights after local training",
@@ -45,14 +45,16 @@ def flatten(weights: list) -> np.ndarray:
     return np.concatenate([w.reshape(w.shape[0], -1) for w in weights], axis=1)
 
 
-def represent(name: str, ctx, start: list, trained: list | None) -> Representation:
-    """Compute representation ``name`` of every client."""
+def represent(name: str, ctx, start: list, trained: list | None, params=None) -> Representation:
+    """Compute representation ``name`` of every client (``params``: the method's, for
+    ``subspace_dim`` and ``probe_size``)."""
     if name not in REPRESENTATIONS:
         raise ValueError(f"unknown representation {name!r}; choose one of: {', '.join(REPRESENTATIONS)}")
     if name in NEEDS_TRAINING and trained is None:
         raise ValueError(f"representation {name!r} needs local training first: use trigger 'once' or 'every', "
                          f"or a representation available before training (gradient, subspace, descriptors)")
     fed = ctx.federation
+    params = ctx.config.params if params is None else params
     if name == "weights":
         return Representation(flatten(trained), name)
     if name == "update":
@@ -62,22 +64,15 @@ def represent(name: str, ctx, start: list, trained: list | None) -> Representati
     if name == "gradient":
         return Representation(flatten(ctx.trainer.gradients(start, fed.train_index)), name)
     if name == "outputs":
-        probe = probe_rows(fed, ctx.config.probe_size, ctx.config.seed)
+        probe = probe_rows(fed, params.probe_size, ctx.config.seed)
         out = ctx.trainer.predict(trained, [probe] * fed.n_clients)
         return Representation(np.stack([_softmax(o).ravel() for o in out]), name)
     if name == "subspace":
-        bases = [data_subspace(fed.x[rows], ctx.config.subspace_dim) for rows in fed.train_index]
+        from ..pacfl import data_subspace, principal_angle_distances
+
+        bases = [data_subspace(fed.x[rows], params.subspace_dim) for rows in fed.train_index]
         return Representation(np.stack([b.ravel() for b in bases]), name, principal_angle_distances(bases))
     return Representation(descriptors(fed), name)
-
-
-def data_subspace(x: np.ndarray, p: int) -> np.ndarray:
-    """PACFL (Vahidian et al. 2023): orthonormal basis of the top-``p`` left singular
-    vectors of the client's data matrix (features × samples)."""
-    D = x.reshape(len(x), -1).astype(np.float64).T
-    U, _, _ = np.linalg.svd(D, full_matrices=False)
-    p = min(p, U.shape[1])
-    return U[:, :p]
 
 
 def descriptors(fed) -> np.ndarray:

@@ -1,0 +1,130 @@
+"""The one round loop: in-process runs (:func:`cflkit.core.experiment.run`) and Flower runs
+(:func:`cflkit.flower.server.run_on_grid`) both go through :func:`run_rounds`.
+
+The loop owns the round counter (it hands ``r`` to the method's ``round``), the evaluation
+of every client with its cluster's model after every round, the divergence check, the
+progress bar, the history rows and the per-round wall time. A deployment supplies only
+what differs, through :class:`Hooks`: its trainer (in ``ctx``), what happens around a
+round (Flower: the round's start, the progress file) and which clients were not measured
+(Flower: the dropped ones).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+HISTORY_COLUMNS = ("round", "client", "group", "cluster", "loss", "accuracy", "train_size", "test_size", "bytes_up",
+                   "bytes_down", "seconds")  # and the task's other metrics after accuracy (rmse, mae, r2)
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss."""
+
+
+class Hooks:
+    """What a deployment adds to the loop; the in-process run uses these no-ops."""
+
+    def begin_round(self, r: int, state) -> None:
+        """Before round ``r`` (0: before ``init``) is computed."""
+
+    def end_round(self, r: int, state) -> None:
+        """After round ``r`` is recorded."""
+
+    def evaluates(self, r: int) -> bool:
+        """Whether the clients' test metrics are measured after round ``r``."""
+        return True
+
+    def unmeasured(self) -> set:
+        """Clients whose metrics could not be measured this round (NaN in the history)."""
+        return set()
+
+    def columns(self, r: int, n_clients: int) -> dict:
+        """Extra history columns of round ``r``, one value per client."""
+        return {}
+
+
+@dataclass
+class Rounds:
+    """What the loop produced: the final state, the history rows, the method's per-round
+    diagnostics and the wall time from ``init`` to the last round."""
+
+    state: object
+    rows: list
+    diagnostics: list
+    wall_seconds: float
+
+
+def run_rounds(method, ctx, rounds: int, progress: bool = False, hooks: Hooks | None = None,
+               label: str | None = None) -> Rounds:
+    """``method.init``, then ``method.round(state, ctx, r)`` for r = 1..``rounds``; after each
+    (and after ``init``, as round 0) every client is evaluated with its cluster's model.
+    Raises :class:`DivergenceError` when a measured loss is not finite."""
+    hooks = hooks or Hooks()
+    fed, config = ctx.federation, ctx.config
+    start = time.perf_counter()
+    hooks.begin_round(0, None)
+    state = method.init(ctx)
+    rows, diagnostics = [], []
+    zeros = np.zeros(fed.n_clients, dtype=np.int64)
+    record(rows, 0, state, ctx, zeros, zeros, time.perf_counter() - start, hooks)
+    bar = progress_bar(rounds, progress, label or config.method)
+    for r in range(1, rounds + 1):
+        t0 = time.perf_counter()
+        hooks.begin_round(r, state)
+        state, info = method.round(state, ctx, r)
+        diagnostics.append({"round": r, **info.diagnostics})
+        loss, score = record(rows, r, state, ctx, info.bytes_up, info.bytes_down, time.perf_counter() - t0, hooks)
+        if loss is not None:
+            check_finite(loss, r, config, skip=hooks.unmeasured())
+        hooks.end_round(r, state)
+        if bar is not None:
+            shown = {} if score is None else {"acc" if fed.task == "classification" else "rmse":
+                                              f"{np.nanmean(score):.3f}"}
+            bar.set_postfix(loss="" if loss is None else f"{np.nanmean(loss):.3f}", **shown, clusters=state.n_clusters)
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return Rounds(state, rows, diagnostics, time.perf_counter() - start)
+
+
+def record(rows: list, r: int, state, ctx, up, down, seconds: float, hooks: Hooks):
+    """Append round ``r``'s history rows (one per client); return its losses and scores
+    (None when the round was not evaluated)."""
+    from .trainer import METRICS
+
+    fed = ctx.federation
+    evaluated = hooks.evaluates(r)
+    if evaluated:
+        m = ctx.trainer.metrics(state.client_models(), fed.test_index)
+    else:
+        m = {k: np.full(fed.n_clients, np.nan) for k in METRICS[fed.task]}
+    if "accuracy" not in m:
+        m = {**m, "accuracy": np.full(fed.n_clients, np.nan)}  # the column exists for every task
+    extra = hooks.columns(r, fed.n_clients)
+    for c in range(fed.n_clients):
+        rows.append({"round": r, "client": c, "group": int(fed.groups[c]), "cluster": int(state.assignment[c]),
+                     **{k: float(v[c]) for k, v in m.items()},
+                     "train_size": int(len(fed.train_index[c])), "test_size": int(len(fed.test_index[c])),
+                     "bytes_up": int(up[c]), "bytes_down": int(down[c]), "seconds": seconds,
+                     **{k: v[c] for k, v in extra.items()}})
+    if not evaluated:
+        return None, None
+    return m["loss"], (m["accuracy"] if fed.task == "classification" else m["rmse"])
+
+
+def check_finite(loss, r: int, config, skip=()):
+    """Raise :class:`DivergenceError` if a client's loss (clients in ``skip`` aside) is not finite."""
+    bad = np.flatnonzero(~np.isfinite(loss) & ~np.isin(np.arange(len(loss)), list(skip)))
+    if bad.size:
+        raise DivergenceError(f"training diverged at round {r}: non-finite loss for clients {bad[:8].tolist()}; "
+                              f"lower learning_rate (now {config.learning_rate:g})")
+
+
+def progress_bar(total: int, progress: bool, desc: str):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="round", leave=False)

@@ -104,6 +104,36 @@ TABLES = {
 }
 
 
+PLACEHOLDERS = re.compile(r"\b(TBD|TODO|FIXME|XXX|to be (filled|written|done))\b", re.IGNORECASE)
+MIN_NUMBERS = 3  # a closing cell quotes at least this many numbers the reader should see
+
+
+def closing_cell_problem(source: str) -> str | None:
+    """What is wrong with a notebook's closing cell, or None: it must be headed 'What you should
+    have seen', hold no placeholder and quote the numbers the reader should see."""
+    heading, _, body = source.partition("\n")
+    if "what you should have seen" not in heading.lower():
+        return f"the closing cell must start with '## What you should have seen', starts {heading[:40]!r}"
+    if match := PLACEHOLDERS.search(body):
+        return f"the closing cell holds the placeholder {match.group(0)!r}, not the numbers to expect"
+    numbers = re.findall(r"\d+(?:[.,]\d+)?", re.sub(r"\b\d\d\b ·", "", body))  # not "04 ·" notebook names
+    if len(numbers) < MIN_NUMBERS:
+        return f"the closing cell quotes {len(numbers)} number(s); say the numbers the reader should see"
+    return None
+
+
+@pytest.mark.parametrize("source, problem", [
+    ("## What you should have seen\n\nTBD", "placeholder 'TBD'"),
+    ("## What you should have seen\n\nAccuracy 0.94, ARI 1.0, 4 clusters. TODO: more", "placeholder 'TODO'"),
+    ("## What you should have seen\n\nThe clusters match the groups. Next: **04 · IFCA**.", "quotes 0 number"),
+    ("## Summary\n\nAccuracy 0.94, ARI 1.0, 4 clusters.", "must start with"),
+    ("## What you should have seen\n\nAccuracy 0.94 (worst 10 %: 0.86), ARI 1.0, 4 clusters.", None),
+])
+def test_the_closing_cell_check_refuses_placeholders_and_cells_without_numbers(source, problem):
+    found = closing_cell_problem(source)
+    assert found is None if problem is None else problem in found
+
+
 def test_every_notebook_is_covered():
     assert NOTEBOOKS, "no notebooks found in notebooks/"
     assert {nb.stem for nb in NOTEBOOKS} == set(TINY) == set(FIGURES) == set(TABLES)
@@ -123,7 +153,9 @@ def test_committed_notebook_is_clean(path):
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters', expected exactly one"
     assert tagged[0] is code[0], f"{path.name}: the 'parameters' cell must be the first code cell"
-    assert nb.cells[-1].cell_type == "markdown" and "what you should have seen" in nb.cells[-1].source.lower()
+    assert nb.cells[-1].cell_type == "markdown", f"{path.name}: the last cell must be 'What you should have seen'"
+    problem = closing_cell_problem(nb.cells[-1].source)
+    assert problem is None, f"{path.name}: {problem}"
 
     params = papermill.inspect_notebook(str(path))
     for name in ("out_dir", "interactive", *TINY[path.stem]):

@@ -11,7 +11,7 @@ EXPERIMENT ?= experiments/paper.yaml
 WORKERS    ?= 2
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-fonts-recommended texlive-publishers
 
-.PHONY: venv venv-flower demo test test-fast bench bench-flower flower-demo lab clean figures paper all
+.PHONY: venv venv-flower demo lint test test-fast bench bench-flower flower-demo lab clean figures paper all
 
 venv: $(STAMP)
 
@@ -32,7 +32,10 @@ $(STAMP): requirements.txt pyproject.toml
 demo: venv  ## FedAvg vs oracle vs local on rotated digits; writes runs/demo/
 	$(BIN)/cflkit demo --out runs/demo
 
-test: venv-flower  ## the whole test suite (what CI runs), with the Flower extra installed
+lint: venv  ## ruff (pyflakes, pycodestyle, import order; settings in pyproject.toml)
+	$(BIN)/ruff check cflkit tests bench
+
+test: venv-flower lint  ## lint, then the whole test suite (what CI runs), with the Flower extra installed
 	$(BIN)/python -m pytest -q
 
 test-fast: venv-flower  ## skip notebook runs and known-answer training tests

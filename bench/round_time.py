@@ -194,7 +194,8 @@ def bench_one(n_clients: int, args, x, y) -> dict:
         result["check_max_abs_diff_vs_reference_loop"] = float(max(np.abs(u - v).max() for u, v in zip(a, b)))
         loop_rng = np.random.default_rng(args.seed + 2)
         impls["reference_loop"] = (
-            lambda: fedavg_round("reference_loop", lambda w, s: loop.train(w, s, loop_rng, args.batch_size, args.epochs), k),
+            lambda: fedavg_round("reference_loop",
+                                 lambda w, s: loop.train(w, s, loop_rng, args.batch_size, args.epochs), k),
             k, args.ref_repeats)
     if not args.skip_fit:
         k_fit = min(n_clients, args.max_fit_clients)
@@ -304,7 +305,8 @@ def print_table(results: list[dict], args):
               for r in results))
     diffs = [r["check_max_abs_diff_vs_reference_loop"] for r in results if "check_max_abs_diff_vs_reference_loop" in r]
     if diffs:
-        print(f"same work: cflkit vs compiled loop on up to 5 clients, same batch plan: max |weight diff| {max(diffs):.1e}")
+        print(f"same work: cflkit vs compiled loop on up to 5 clients, same batch plan: "
+              f"max |weight diff| {max(diffs):.1e}")
 
 
 CSV_COLUMNS = ("clients", "samples_per_client", "batch_size", "epochs", "model", "seconds_per_round",

@@ -7,8 +7,8 @@ from __future__ import annotations
 from .core.config import Config, params_for
 from .core.datasets import DATASETS, Dataset, load_dataset
 from .core.experiment import federation_from, run
-from .core.loop import DivergenceError
 from .core.federation import Federation
+from .core.loop import DivergenceError
 from .core.results import Result, load_run, save_run
 from .core.scenarios import SCENARIOS, make_federation
 

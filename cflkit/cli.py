@@ -43,9 +43,22 @@ def _method_in(argv) -> str | None:
 
 
 def _parser(argv=None) -> argparse.ArgumentParser:
+    """The ``cflkit`` parser: one sub-command each, then the extensions' (``EXTENSIONS``)."""
     p = _Parser(prog="cflkit", description="Evaluate and compare clustered federated learning methods.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_run_command(sub, argv)
+    _add_list_command(sub)
+    _add_demo_command(sub)
+    _add_data_command(sub)
+    _add_compare_command(sub)
+    for name, module in EXTENSIONS.items():
+        ext = importlib.import_module(module)
+        ext.add_arguments(sub.add_parser(name, help=ext.HELP, description=ext.HELP))
+    return p
 
+
+def _add_run_command(sub, argv) -> None:
+    """``cflkit run``: every config field as an option, and the chosen method's parameters."""
     r = sub.add_parser("run", help="run one method on one federation and write a run directory",
                        epilog="Each method has parameters of its own: `cflkit list METHOD` lists them, and "
                               "`cflkit run --method METHOD --help` shows them as options.")
@@ -66,10 +79,16 @@ def _parser(argv=None) -> argparse.ArgumentParser:
     _add_force(r, "run")
     _add_progress(r)
 
+
+def _add_list_command(sub) -> None:
+    """``cflkit list [METHOD]``."""
     ls = sub.add_parser("list", help="list datasets, scenarios, models and methods; with METHOD, its parameters")
     ls.add_argument("method", nargs="?", default=None, metavar="METHOD",
                     help="a method: its parameters, their defaults and what each does")
 
+
+def _add_demo_command(sub) -> None:
+    """``cflkit demo``: the built-in default job."""
     d = sub.add_parser("demo", help="FedAvg vs oracle vs local on rotated digits: the built-in default job")
     d.add_argument("--out", default="runs/demo", help="directory for the runs and the comparison table")
     d.add_argument("--rounds", type=count(0), default=20, help="communication rounds (default: 20)")
@@ -78,6 +97,9 @@ def _parser(argv=None) -> argparse.ArgumentParser:
     _add_force(d, "run")
     _add_progress(d)
 
+
+def _add_data_command(sub) -> None:
+    """``cflkit data list`` and ``cflkit data fetch NAME...``."""
     dd = sub.add_parser("data", help="the real datasets: list what is available, fetch (download and verify)")
     dsub = dd.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     dsub.add_parser("list", help="every downloadable source: offline / cached / missing, size, licence")
@@ -87,6 +109,9 @@ def _parser(argv=None) -> argparse.ArgumentParser:
                                                               "(see `cflkit data list`)")
     _add_progress(df)
 
+
+def _add_compare_command(sub) -> None:
+    """``cflkit compare``: the benchmark grid."""
     c = sub.add_parser("compare", help="the clustering benchmark: run a grid of methods x scenarios x seeds "
                                        "(x parts) and tabulate accuracy and ARI")
     c.add_argument("--methods", required=True, metavar="M1,M2", help="comma list of methods (see `cflkit list`)")
@@ -104,11 +129,6 @@ def _parser(argv=None) -> argparse.ArgumentParser:
     c.add_argument("--workers", type=count(1), default=None,
                    help="worker processes (default: cores, at most one per cell; 1: run in this process)")
     _add_progress(c)
-
-    for name, module in EXTENSIONS.items():
-        ext = importlib.import_module(module)
-        ext.add_arguments(sub.add_parser(name, help=ext.HELP, description=ext.HELP))
-    return p
 
 
 def _add_method_options(p, method: str | None):
@@ -192,9 +212,9 @@ def cmd_list_method(name: str) -> int:
 
 def cmd_list() -> int:
     from .core.datasets import DATASETS
-    from .methods import METHODS
     from .core.models import MODELS
     from .core.scenarios import NATURAL, PARTITIONS, SIZINGS, TRANSFORMS
+    from .methods import METHODS
 
     def section(title, items):
         print(title)
@@ -207,8 +227,8 @@ def cmd_list() -> int:
     section("natural federations (real datasets with sites; not combined):", NATURAL)
     section("models:", MODELS)
     section("methods:", {k: m.summary for k, m in METHODS.items()})
-    from .methods.parts.clustering import CLUSTERERS, METRICS
     from .methods.clustered import TRIGGERS, Clustered
+    from .methods.parts.clustering import CLUSTERERS, METRICS
     from .methods.parts.representations import REPRESENTATIONS
 
     presets = {k: ", ".join(f"{p}={getattr(m.Params(), p)}" for p in ("representation", "clusterer", "trigger",
@@ -249,7 +269,6 @@ def summary_table(summaries: list[dict]) -> str:
 
 def cmd_run(args) -> int:
     from .core.experiment import run, validate
-
     from .core.outputs import check_output, read_manifest
 
     config = config_from_args(args)

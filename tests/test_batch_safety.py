@@ -18,12 +18,12 @@ import nbformat
 import pandas as pd
 import pytest
 import yaml
-
-from cflkit.study import batch
-from cflkit.article import builder as P
-from cflkit.study.batch import Experiment, parse_experiment
-from cflkit.core.processes import pid_alive
 from test_batch import cli, tiny_notebook, write_experiment
+
+from cflkit.article import builder as P
+from cflkit.core.processes import pid_alive
+from cflkit.study import batch
+from cflkit.study.batch import Experiment, parse_experiment
 
 TYPED = '''clients: int = 16
 lr: float = 0.1

@@ -10,11 +10,10 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from cflkit import Config, federation_from, run
-from cflkit.methods.parts.clustering import CLUSTERERS, cluster, pairwise_distances
 from cflkit.methods import METHODS, make_method
-from cflkit.methods.base import ServerState
 from cflkit.methods.fedgroup import FedGroup, decomposed_cosine_similarity, madc, nearest_group
 from cflkit.methods.ocfl import OCFL, clustering_temperature, temperature_rises
+from cflkit.methods.parts.clustering import CLUSTERERS, cluster, pairwise_distances
 from cflkit.methods.parts.representations import REPRESENTATIONS
 
 ONESHOT = ("ocfl", "fedgroup", "fedgroup_madc")

@@ -5,8 +5,14 @@ import pytest
 from cflkit.core.aggregate import contiguous
 from cflkit.core.metrics import clustering_scores
 from cflkit.methods.pacfl import data_subspace, principal_angle_distances
-from cflkit.methods.parts.clustering import (CLUSTERERS, align, bipartition, cluster, cosine_similarity,
-                                             pairwise_distances)
+from cflkit.methods.parts.clustering import (
+    CLUSTERERS,
+    align,
+    bipartition,
+    cluster,
+    cosine_similarity,
+    pairwise_distances,
+)
 
 
 def blobs(seed=0, per=5, dims=20):

@@ -1,19 +1,18 @@
 """The clustering benchmark: a grid of cells → run directories → one tidy table, resumable,
 parallel with the same numbers, and failures recorded rather than fatal."""
 import json
-import re
 import logging
+import re
 import shutil
 
 import pandas as pd
 import pytest
 
 from cflkit import Config
-from cflkit.core import experiment
 from cflkit.cli import main
+from cflkit.core import experiment
 from cflkit.core.outputs import MANIFEST
-from cflkit.study.compare import (ROUND_COLUMNS, SUMMARY_COLUMNS, compare, expand_grid, load_comparison,
-                            summarize_grid)
+from cflkit.study.compare import ROUND_COLUMNS, SUMMARY_COLUMNS, compare, expand_grid, load_comparison, summarize_grid
 
 BASE = Config(clients=8, groups=4, rounds=2, local_epochs=1)
 # fedavg ignores the representation, so it gets one cell per seed, flhc one per representation and seed
@@ -205,7 +204,8 @@ def test_expand_grid_prunes_parts_of_methods_that_do_not_use_them():
 @pytest.mark.parametrize("args, message", [
     (["--methods", "fedavg,flhcc"], "unknown method 'flhcc'; choose one of: fedavg"),
     (["--methods", "fedavg", "--scenarios", "rotation,swap"], "unknown scenario 'swap'; choose one of: iid"),
-    (["--methods", "flhc", "--grid", "colour=red,blue"], "unknown config field or method parameter 'colour' in --grid; choose one of:"),
+    (["--methods", "flhc", "--grid", "colour=red,blue"],
+     "unknown config field or method parameter 'colour' in --grid; choose one of:"),
     (["--methods", "flhc", "--grid", "representation="], "--grid representation gives no values for 'representation'"),
     (["--methods", "flhc", "--grid", "clusterer=kmeans,kmedoids"],
      "unknown clusterer 'kmedoids'; choose one of: kmeans"),

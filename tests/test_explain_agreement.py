@@ -6,8 +6,14 @@ import pytest
 
 from cflkit import Config
 from cflkit.core.experiment import federation_from
-from cflkit.explain.agreement import (agreement_scores, agreement_with_planted, assignment_stability,
-                                      contingency_table, planted_factors, seed_stability)
+from cflkit.explain.agreement import (
+    agreement_scores,
+    agreement_with_planted,
+    assignment_stability,
+    contingency_table,
+    planted_factors,
+    seed_stability,
+)
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,20 @@ import pandas as pd
 import pytest
 
 from cflkit import Config
-from cflkit.explain.contrast import (Contrast, aligned_correlation, curve_auc, explain_contrast, grid_segments, jaccard,
-                                     mean_pairwise_jaccard, planted_rotation, prediction_agreement, raw_correlation,
-                                     rotate_back, spearman_matrix)
+from cflkit.explain.contrast import (
+    Contrast,
+    aligned_correlation,
+    curve_auc,
+    explain_contrast,
+    grid_segments,
+    jaccard,
+    mean_pairwise_jaccard,
+    planted_rotation,
+    prediction_agreement,
+    raw_correlation,
+    rotate_back,
+    spearman_matrix,
+)
 
 SMALL = dict(probes=4, num_samples=60, explainer_seeds=2)
 

@@ -3,8 +3,14 @@ size-weighted global model, names and errors."""
 import numpy as np
 import pytest
 
-from cflkit.explain.divergence import (cluster_sizes, cosine_distance, default_layer_names, global_model,
-                                       l2_distance, layer_divergence)
+from cflkit.explain.divergence import (
+    cluster_sizes,
+    cosine_distance,
+    default_layer_names,
+    global_model,
+    l2_distance,
+    layer_divergence,
+)
 
 
 def _models(k=3, seed=0):

@@ -11,8 +11,15 @@ import pytest
 from cflkit import Config
 from cflkit.core.experiment import federation_from
 from cflkit.explain.descriptors import TIERS, client_descriptors, image_moments
-from cflkit.explain.membership import (ALPHA, explain_client, explain_descriptors, explain_membership,
-                                       is_explained, n_relabelings, separating_descriptors)
+from cflkit.explain.membership import (
+    ALPHA,
+    explain_client,
+    explain_descriptors,
+    explain_membership,
+    is_explained,
+    n_relabelings,
+    separating_descriptors,
+)
 from cflkit.explain.trees import ThresholdTree
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -187,8 +187,8 @@ def test_a_dead_client_is_dropped_and_the_round_completes():
     # each candidate is the average of the clients that answered: redo the round by hand
     ctx.rng.bit_generator.state = rng_state
     ctx.trainer = trainer.local
-    from cflkit.methods.ifca import assign_by_loss, loss_matrix
     from cflkit.core.trainer import take
+    from cflkit.methods.ifca import assign_by_loss, loss_matrix
 
     choice = assign_by_loss(loss_matrix(ctx, candidates))
     choice[2] = state.choice[2]

@@ -50,7 +50,8 @@ def test_fedavg_round_is_the_size_weighted_average_of_local_training(small_fed):
 
 
 def test_assignments_and_traffic_of_the_baselines(small_fed):
-    by = {m: run(SMALL.replace(method=m), federation=small_fed) for m in ("fedavg", "oracle", "local", "random", "centralized")}
+    by = {m: run(SMALL.replace(method=m), federation=small_fed)
+          for m in ("fedavg", "oracle", "local", "random", "centralized")}
     assert by["oracle"].summary["ari"] == 1.0 and by["oracle"].summary["n_clusters"] == 4
     assert by["fedavg"].summary["n_clusters"] == 1 and by["fedavg"].summary["ari"] == 0.0
     assert by["local"].summary["n_clusters"] == 8 and by["local"].summary["bytes_total"] == 0

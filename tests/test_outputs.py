@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from cflkit import Config
-from cflkit.core import experiment
 from cflkit.cli import main
+from cflkit.core import experiment
 from cflkit.core.outputs import MANIFEST, OutputError, check_output, read_manifest, write_manifest
 from cflkit.core.results import load_run
 

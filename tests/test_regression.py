@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from cflkit import Config, params_for, make_federation, run
+from cflkit import Config, make_federation, params_for, run
 from cflkit.core.datasets import Dataset
 
 

@@ -15,7 +15,10 @@ def all_ids(fed, c):
     return np.concatenate([row_ids(fed, fed.train_index[c]), row_ids(fed, fed.test_index[c])])
 
 
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS) + ["rotation+quantity_skew", "dirichlet+label_swap+feature_skew"])
+MIXED = ["rotation+quantity_skew", "dirichlet+label_swap+feature_skew"]
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS) + MIXED)
 def test_same_seed_same_federation_and_another_seed_another(scenario, digits):
     a = make_federation(digits, scenario, clients=12, groups=3, seed=7)
     b = make_federation(digits, scenario, clients=12, groups=3, seed=7)

@@ -260,11 +260,24 @@ def measure_round_time(experiment, root="runs/batch") -> Path | None:
 
 def benchmark(runs, paper: Path, source: str, provenance: list) -> dict:
     """Notebook 08's runs: the main table, the heatmaps figure, ARI over rounds; macros."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import pandas as pd
+    results, per_round = _benchmark_results(runs)
+    methods = list(dict.fromkeys(results["method"]))
+    scenarios = list(dict.fromkeys(results["scenario"]))
+    datasets = list(dict.fromkeys(results["dataset"]))
+    nb = runs[0][0].notebook.name
+    write_text_atomic(paper / "tables" / "benchmark.tex",
+                      _benchmark_table(results, methods, scenarios, datasets, f"{source} ({nb})"))
+    _benchmark_heatmaps(results, methods, scenarios, datasets, paper / "figures" / "benchmark_heatmaps.pdf")
+    _benchmark_ari_over_rounds(per_round[per_round["dataset"] == datasets[0]],
+                               paper / "figures" / "benchmark_ari_over_rounds.pdf")
+    for name in ("benchmark_heatmaps.pdf", "benchmark_ari_over_rounds.pdf", "benchmark.tex"):
+        provenance.append((name, nb, source, ";".join(r.dirname for r, _ in runs)))
+    return _benchmark_macros(runs, results, methods, scenarios, datasets)
 
-    from .. import plots
+
+def _benchmark_results(runs):
+    """``(results, per_round)``: the runs' two tables, concatenated with a ``dataset`` column; failed cells refused."""
+    import pandas as pd
 
     tables, rounds = [], []
     for run, out in runs:
@@ -277,12 +290,11 @@ def benchmark(runs, paper: Path, source: str, provenance: list) -> dict:
     errors = results["error"].dropna().astype(str)
     if (errors != "").any():
         raise ValueError(f"benchmark: cells failed inside the notebook: {errors[errors != ''].tolist()[:3]}")
-    methods = list(dict.fromkeys(results["method"]))
-    scenarios = list(dict.fromkeys(results["scenario"]))
-    datasets = list(dict.fromkeys(results["dataset"]))
-    nb = runs[0][0].notebook.name
+    return results, per_round
 
-    # the main table: per dataset a block, per scenario ARI and accuracy
+
+def _benchmark_table(results, methods, scenarios, datasets, source) -> str:
+    """The main table: per dataset a block, per scenario ARI and accuracy (mean ± std over seeds)."""
     header = ["method"] + [f"\\multicolumn{{2}}{{c}}{{{tex_escape(SCENARIO_NAMES.get(s, s))}}}" for s in scenarios]
     sub = [""] + ["ARI & acc."] * len(scenarios)
     rows, groups = [], []
@@ -295,15 +307,20 @@ def benchmark(runs, paper: Path, source: str, provenance: list) -> dict:
                 cell = part[(part["method"] == m) & (part["scenario"] == s)]
                 cells += [mean_std(cell["ari"]), mean_std(cell["accuracy_mean"])]
             rows.append([tex_escape(m), *cells])
-    text = tabular(header, [sub] + rows, "l" + "cc" * len(scenarios), f"{source} ({nb})",
+    text = tabular(header, [sub] + rows, "l" + "cc" * len(scenarios), source,
                    groups=[(t, i + 1) for t, i in groups] if len(datasets) > 1 else None)
     text = text.replace(" & ".join(sub) + r" \\", " & ".join(sub) + r" \\" + "\n" + "\\midrule", 1)
-    text = text.replace("\\toprule\n" + " & ".join(header) + r" \\" + "\n\\midrule",
+    return text.replace("\\toprule\n" + " & ".join(header) + r" \\" + "\n\\midrule",
                         "\\toprule\n" + " & ".join(header) + r" \\" + "\n" + "".join(
                             f"\\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(len(scenarios))), 1)
-    write_text_atomic(paper / "tables" / "benchmark.tex", text)
 
-    # the heatmaps: one row per dataset, ARI | accuracy
+
+def _benchmark_heatmaps(results, methods, scenarios, datasets, path: Path) -> None:
+    """The heatmaps figure: one row per dataset, ARI | accuracy, methods × scenarios."""
+    import matplotlib.pyplot as plt
+
+    from .. import plots
+
     fig, axes = plots.subplots(nrows=len(datasets), ncols=2, width=plots.TEXT,
                                height=(0.75 + 0.2 * len(methods)) * len(datasets), squeeze=False)
     for i, d in enumerate(datasets):
@@ -312,16 +329,25 @@ def benchmark(runs, paper: Path, source: str, provenance: list) -> dict:
             title = f"{plots.VALUE_LABELS[value]}" + (f" ({d})" if len(datasets) > 1 else "")
             plots.method_scenario_heatmap(part, value, methods=methods, scenarios=scenarios, title=title,
                                           ax=axes[i, j])
-    plots.save(fig, paper / "figures" / "benchmark_heatmaps.pdf")
+    plots.save(fig, path)
     plt.close(fig)
-    first = per_round[per_round["dataset"] == datasets[0]]
-    fig = plots.metric_over_rounds(first, "ari", by="method", panel="scenario", ylabel="ARI", width=plots.TEXT)
-    plots.save(fig, paper / "figures" / "benchmark_ari_over_rounds.pdf")
-    plt.close(fig)
-    for name in ("benchmark_heatmaps.pdf", "benchmark_ari_over_rounds.pdf", "benchmark.tex"):
-        provenance.append((name, nb, source, ";".join(r.dirname for r, _ in runs)))
 
-    # the numbers the text quotes
+
+def _benchmark_ari_over_rounds(per_round, path: Path) -> None:
+    """ARI over rounds per method, a panel per scenario (of the first dataset's rows, ``per_round``)."""
+    import matplotlib.pyplot as plt
+
+    from .. import plots
+
+    fig = plots.metric_over_rounds(per_round, "ari", by="method", panel="scenario", ylabel="ARI", width=plots.TEXT)
+    plots.save(fig, path)
+    plt.close(fig)
+
+
+def _benchmark_macros(runs, results, methods, scenarios, datasets) -> dict:
+    """The benchmark numbers the text quotes: sizes, the best method, per-method ARI, FedAvg / oracle accuracy."""
+    import numpy as np
+
     seeds = results["seed"].nunique()
     mean_ari = results.groupby("method")["ari"].mean().drop(["oracle"], errors="ignore")
     best = mean_ari.idxmax()
@@ -478,14 +504,16 @@ def explain(runs, paper: Path, source: str, provenance: list) -> dict:
 
 # Captions of the explanation figures the experiment files name; others get a generic one.
 EXPLAIN_CAPTIONS = {
-    "group_importance_rotation": "Rotation: why clients share a cluster. Out-of-fold fidelity of a surrogate tree on the "
+    "group_importance_rotation": "Rotation: why clients share a cluster. Out-of-fold fidelity of a surrogate tree "
+                                 "on the "
                                  "clients' data summaries against shuffled cluster labels, and the importance of each "
                                  "descriptor group: the spatial moments of the ink carry the clusters.",
     "group_importance_label_swap": "Label swap: the same test finds no data summary that separates the clusters "
                                    "(fidelity at or below the shuffled baseline): reported as not explained.",
     "importance_rotation": "Rotation: mean $|$LIME weight$|$ per 2$\\times$2-pixel cell, one map per cluster model, "
                            "on the same probes.",
-    "agreement_label_swap": "Label swap: share of probes on which two cluster models predict the same class. The models "
+    "agreement_label_swap": "Label swap: share of probes on which two cluster models predict the same class. "
+                            "The models "
                             "attend to the same pixels but almost never agree: a concept shift on labels.",
     "aligned_correlation_rotation": "Rotation: Spearman correlation of the clusters' signed per-class LIME maps after "
                                     "rotating each back by its planted angle.",
@@ -558,47 +586,84 @@ def aggregate(experiment, root="runs/batch", force: bool = False) -> list[Path]:
 
     Returns the files written (empty when the stamp says nothing changed since last time).
     """
-    import pandas as pd
-
     paper = paper_dir(experiment)
     runs = finished_runs(experiment, root)
-    csv = round_time_csv(experiment, root)
-    if csv is not None and not csv.is_file():
-        raise ValueError(f"no bench results at {csv}; run the batch (it runs bench/round_time.py) first")
+    csv = _bench_csv(experiment, root)
     stamp = _stamp(experiment, runs, csv)
-    stamp_file = paper / STAMP
-    if not force and stamp_file.is_file() and stamp_file.read_text() == stamp and (paper / "macros.tex").is_file():
+    if not force and _unchanged(paper, stamp):
         log.info("paper: nothing changed since the last aggregation")
         return []
     for sub in ("figures", "tables"):
         (paper / sub).mkdir(parents=True, exist_ok=True)
-    source = f"experiments/{experiment.path.name}" if experiment.path.parent.name == "experiments" \
-        else str(experiment.path)
-    provenance: list = []
+    source = _source_name(experiment)
+    provenance: list = []  # (file, notebook, experiment, runs), in the order the files are written
     macros = {"ExperimentFile": tex_escape(source)}
+    macros.update(_write_entries(runs, paper, source, provenance))
+    copied = {entry: copy_figures(entry, items, paper, source, provenance) for entry, items in runs.items()}
+    macros.update(_write_explain_outputs(runs, copied.get("explain", []), paper, source, macros))
+    if csv is not None:
+        macros.update(round_time(csv, paper, source, provenance))
+    write_text_atomic(paper / "macros.tex", macros_tex(macros, source))
+    written = _write_provenance(paper, provenance)
+    remove_stale(paper, read_manifest(paper), written)  # outputs of earlier aggregations not made again
+    write_manifest(paper, written)
+    write_text_atomic(paper / STAMP, stamp)
+    return sorted(written)
+
+
+def _bench_csv(experiment, root) -> Path | None:
+    """The bench's CSV for the experiment's ``paper.round_time`` (None: no bench); missing results are refused."""
+    csv = round_time_csv(experiment, root)
+    if csv is not None and not csv.is_file():
+        raise ValueError(f"no bench results at {csv}; run the batch (it runs bench/round_time.py) first")
+    return csv
+
+
+def _unchanged(paper: Path, stamp: str) -> bool:
+    """Whether the last aggregation into ``paper`` read the same inputs (its stamp) and its macros are there."""
+    stamp_file = paper / STAMP
+    return stamp_file.is_file() and stamp_file.read_text() == stamp and (paper / "macros.tex").is_file()
+
+
+def _source_name(experiment) -> str:
+    """The experiment file as the article names it: ``experiments/<name>`` when it lies there, else its path."""
+    return f"experiments/{experiment.path.name}" if experiment.path.parent.name == "experiments" \
+        else str(experiment.path)
+
+
+def _write_entries(runs: dict, paper: Path, source: str, provenance: list) -> dict:
+    """Each recognised entry's tables and figures (benchmark, heart, air, explain), in run order; their macros."""
     parts = {"benchmark": benchmark, "heart": heart, "air": air, "explain": explain}
+    macros = {}
     for entry, items in runs.items():
         if entry in parts:
             macros.update(parts[entry](items, paper, source, provenance))
-    copied = {entry: copy_figures(entry, items, paper, source, provenance) for entry, items in runs.items()}
+    return macros
+
+
+def _write_explain_outputs(runs: dict, names: list, paper: Path, source: str, macros: dict) -> dict:
+    """``tables/explain_figures.tex`` and ``HaveExplain``; without an explain entry, a placeholder
+    ``tables/explain.tex`` and ``n/a`` for each explanation macro the text quotes that ``macros`` lacks."""
     explain_nb = runs["explain"][0][0].notebook.name if "explain" in runs else None
-    write_text_atomic(paper / "tables" / "explain_figures.tex",
-                      explain_figures(copied.get("explain", []), explain_nb, source, paper))
-    macros["HaveExplain"] = "yes" if copied.get("explain") else "no"
+    write_text_atomic(paper / "tables" / "explain_figures.tex", explain_figures(names, explain_nb, source, paper))
+    added = {"HaveExplain": "yes" if names else "no"}
     if "explain" not in runs:  # the text quotes these: say plainly that they were not measured
         write_text_atomic(paper / "tables" / "explain.tex", "\\emph{not measured in this batch run}\n")
         for scenario in ("rotation", "label_swap"):
             for key in EXPLAIN_MACROS:
-                macros.setdefault(macro_name("Explain", scenario, key), "n/a")
-    if csv is not None:
-        macros.update(round_time(csv, paper, source, provenance))
-    write_text_atomic(paper / "macros.tex", macros_tex(macros, source))
+                name = macro_name("Explain", scenario, key)
+                if name not in macros:
+                    added.setdefault(name, "n/a")
+    return added
+
+
+def _write_provenance(paper: Path, provenance: list) -> set:
+    """``figures/provenance.csv`` from ``provenance``; returns every file this aggregation wrote."""
+    import pandas as pd
+
     table = pd.DataFrame(provenance, columns=["file", "notebook", "experiment", "runs"])
     write_text_atomic(paper / "figures" / "provenance.csv", table.to_csv(index=False))
     written = {paper / "macros.tex", paper / "figures" / "provenance.csv", paper / "tables" / "explain_figures.tex",
                paper / "tables" / "explain.tex"}
     written |= {paper / ("tables" if f.endswith(".tex") else "figures") / f for f in table["file"]}
-    remove_stale(paper, read_manifest(paper), written)  # outputs of earlier aggregations not made again
-    write_manifest(paper, written)
-    write_text_atomic(stamp_file, stamp)
-    return sorted(written)
+    return written

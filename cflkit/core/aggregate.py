@@ -27,7 +27,8 @@ def cluster_average(weights: list, sizes, assignment, n_clusters: int) -> list:
     if np.any(sizes < 0) or not np.all(np.isfinite(sizes)):
         raise ValueError(f"client sizes must be finite and >= 0, got {sizes.tolist()}")
     if n and (assignment.min() < 0 or assignment.max() >= n_clusters):
-        raise ValueError(f"assignment holds cluster ids outside 0..{n_clusters - 1}: {sorted(set(assignment.tolist()))}")
+        raise ValueError(f"assignment holds cluster ids outside 0..{n_clusters - 1}: "
+                         f"{sorted(set(assignment.tolist()))}")
     for w in weights:
         if w.shape[0] != n:
             raise ValueError(f"weights are stacked for {w.shape[0]} clients, sizes for {n}")

@@ -8,9 +8,9 @@ import numpy as np
 
 from .config import Config
 from .datasets import DATASETS, load_dataset
+from .loop import DivergenceError, run_rounds  # noqa: F401 (DivergenceError: raised by run)
 from .metrics import accuracy_summary, clustering_scores, regression_summary
 from .models import MODELS
-from .loop import DivergenceError, run_rounds  # noqa: F401 (DivergenceError: raised by run)
 from .results import Result, save_run
 from .scenarios import make_federation, parse_scenario
 
@@ -110,7 +110,8 @@ def check_fits(method, config: Config, fed):
         dim = int(np.prod(fed.input_shape))
         smallest = int(min(len(rows) for rows in fed.train_index))
         if method.params.subspace_dim > min(dim, smallest):
-            raise ValueError(f"subspace_dim={method.params.subspace_dim} exceeds what the data allow: {dim} features and "
+            raise ValueError(f"subspace_dim={method.params.subspace_dim} exceeds what the data allow: {dim} features "
+                             f"and "
                              f"{smallest} training samples in the smallest client; choose 1..{min(dim, smallest)}")
 
 

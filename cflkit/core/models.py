@@ -21,7 +21,8 @@ def build_model(name: str, input_shape: Sequence[int], n_outputs: int, hidden: S
             h = k.layers.Dense(int(units), activation="relu")(h)
     elif name == "cnn":
         if len(input_shape) != 3:
-            raise ValueError(f"model 'cnn' needs image inputs (H, W, C), got input shape {tuple(input_shape)}; use model 'mlp'")
+            raise ValueError(f"model 'cnn' needs image inputs (H, W, C), got input shape {tuple(input_shape)}; "
+                             f"use model 'mlp'")
         h = k.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
         h = k.layers.Conv2D(32, 3, padding="same", activation="relu")(h)
         h = k.layers.GlobalAveragePooling2D()(h)

@@ -94,35 +94,55 @@ def make_federation(dataset: Dataset, scenario: str = "iid", clients: int = 16, 
     """
     parts = parse_scenario(scenario)
     if parts == ["natural"]:
-        if samples_per_client:
-            raise ValueError(f"scenario 'natural' keeps every site's own rows; samples_per_client must be 0, "
-                             f"got {samples_per_client}")
-        return make_natural_federation(dataset, clients=clients, groups=groups, seed=seed,
-                                       test_fraction=test_fraction)
+        return _natural_instead(dataset, clients, groups, seed, test_fraction, samples_per_client)
     _check_args(dataset, parts, clients, groups, test_fraction, samples_per_client, alpha,
                 classes_per_client, removed_classes, noise, quantity_exponent, quantity_ratios)
+    # one generator for every draw, in this order: groups, sizes, proportions, rows, transforms, splits
     rng = np.random.default_rng(seed)
     grouped = any(p not in ("iid", "quantity_skew") for p in parts)
     n_groups = groups if grouped else 1
     group = rng.permutation(np.arange(clients) % n_groups)
-
     sizes = _client_sizes(len(dataset), clients, samples_per_client,
                           "quantity_skew" in parts, quantity_exponent, quantity_ratios, rng)
     partition = next((p for p in parts if p in PARTITIONS), "iid")
     proportions, group_names = _class_proportions(partition, dataset, group, n_groups, alpha,
                                                   classes_per_client, removed_classes, rng)
     rows = _draw(dataset.y, dataset.n_classes, sizes, proportions, reuse=samples_per_client > 0, rng=rng)
+    names = _planted_names(group_names, parts, dataset, n_groups, skew)
+    xs, ys = _transformed_clients(dataset, parts, rows, group, n_groups, skew, noise, rng)
+    train_index, test_index = _split_clients(ys, test_fraction, rng)
+    params = dict(clients=clients, groups=n_groups, seed=seed, test_fraction=test_fraction,
+                  samples_per_client=samples_per_client, alpha=alpha, classes_per_client=classes_per_client,
+                  removed_classes=removed_classes, skew=skew, noise=noise,
+                  quantity_exponent=quantity_exponent, quantity_ratios=list(quantity_ratios))
+    return _planted_federation(dataset, scenario, xs, ys, train_index, test_index, group, names, params)
 
-    xs, ys = [], []
+
+def _natural_instead(dataset, clients, groups, seed, test_fraction, samples_per_client) -> Federation:
+    """``make_federation``'s arguments for scenario ``natural``: a site federation, which keeps every row."""
+    if samples_per_client:
+        raise ValueError(f"scenario 'natural' keeps every site's own rows; samples_per_client must be 0, "
+                         f"got {samples_per_client}")
+    return make_natural_federation(dataset, clients=clients, groups=groups, seed=seed, test_fraction=test_fraction)
+
+
+def _planted_names(group_names, parts, dataset, n_groups, skew) -> list:
+    """A name per group: its label-distribution part's name joined with each transform's."""
     names = list(group_names)
     for part in parts:
         if part in TRANSFORMS:
             names = _join_names(names, _transform_names(part, dataset, n_groups, skew))
+    return names
+
+
+def _transformed_clients(dataset, parts, rows, group, n_groups, skew, noise, rng) -> tuple[list, list]:
+    """Each client's features and labels with its group's transforms applied, in the scenario's part order."""
     perms = _label_perms(dataset.n_classes, n_groups, rng) if "label_swap" in parts else None
     feature_perms = ([np.arange(dataset.x.shape[1])] +
                      [rng.permutation(dataset.x.shape[1]) for _ in range(n_groups - 1)]) \
         if ("rotation" in parts and dataset.kind == "tabular") else None
-    for c in range(clients):
+    xs, ys = [], []
+    for c in range(len(rows)):
         x, y = dataset.x[rows[c]].copy(), dataset.y[rows[c]].copy()
         g = int(group[c])
         for part in parts:
@@ -134,26 +154,29 @@ def make_federation(dataset: Dataset, scenario: str = "iid", clients: int = 16, 
                 x = _feature_skew(x, _skews(dataset, skew)[g % len(_skews(dataset, skew))], g, n_groups, noise, rng)
         xs.append(x)
         ys.append(y)
+    return xs, ys
 
+
+def _split_clients(ys, test_fraction, rng) -> tuple[list, list]:
+    """Each client's train and test rows, as indices into the pooled rows (clients in order)."""
     train_index, test_index, offset = [], [], 0
-    for c in range(clients):
-        n = len(ys[c])
+    for y in ys:
+        n = len(y)
         n_test = min(max(1, int(round(n * test_fraction))), n - 1)
         order = rng.permutation(n)
         test_index.append(offset + np.sort(order[:n_test]))
         train_index.append(offset + np.sort(order[n_test:]))
         offset += n
-    x_all = np.concatenate(xs).astype(np.float32)
-    y_all = np.concatenate(ys)
-    params = dict(clients=clients, groups=n_groups, seed=seed, test_fraction=test_fraction,
-                  samples_per_client=samples_per_client, alpha=alpha, classes_per_client=classes_per_client,
-                  removed_classes=removed_classes, skew=skew, noise=noise,
-                  quantity_exponent=quantity_exponent, quantity_ratios=list(quantity_ratios))
-    fed = Federation(x_all, y_all, train_index, test_index, group, dataset.n_classes, dataset.task,
-                     dataset.kind, dataset.name, scenario, tuple(names), params=params,
-                     client_meta={"planted": [names[g] for g in group]})
-    train_sizes = fed.sizes
-    fed.description = (f"{dataset.name} · {scenario} · {clients} clients in {n_groups} group"
+    return train_index, test_index
+
+
+def _planted_federation(dataset, scenario, xs, ys, train_index, test_index, group, names, params) -> Federation:
+    """The pooled rows as a :class:`Federation`, with its one-line description."""
+    fed = Federation(np.concatenate(xs).astype(np.float32), np.concatenate(ys), train_index, test_index, group,
+                     dataset.n_classes, dataset.task, dataset.kind, dataset.name, scenario, tuple(names),
+                     params=params, client_meta={"planted": [names[g] for g in group]})
+    n_groups, train_sizes = params["groups"], fed.sizes
+    fed.description = (f"{dataset.name} · {scenario} · {params['clients']} clients in {n_groups} group"
                        f"{'s' if n_groups > 1 else ''} ({'; '.join(names)}) · "
                        f"{train_sizes.min()}–{train_sizes.max()} training samples per client")
     return fed
@@ -181,21 +204,42 @@ def make_natural_federation(dataset: Dataset, clients: int = DEFAULT_CLIENTS, gr
     dataset's rows (``dataset.meta["time"][fed.source_rows]`` are the rows' times).
     """
     meta = dataset.meta or {}
+    _check_sites(dataset, meta, test_fraction)
+    site = np.asarray(meta["site"])
+    n_sites = int(site.max()) + 1
+    names = tuple(meta.get("sites", [f"site {i}" for i in range(n_sites)]))
+    site_meta = {k: list(v) for k, v in meta.get("site_meta", {}).items()}
+    key = meta.get("group_by", "") if group_by is None else group_by
+    group_names, group = _site_groups(dataset, site_meta, key, n_sites)
+    _check_site_counts(dataset, names, group_names, n_sites, clients, groups)
+    pooled = _site_clients(dataset, meta, site, n_sites, names, test_fraction, np.random.default_rng(seed))
+    client_meta = {k: site_meta[k] for k in ([key] if key else []) + [k for k in site_meta if k != key]}
+    client_meta["site"] = list(names)
+    return _site_federation(dataset, pooled, group, group_names, client_meta, key, seed, test_fraction,
+                            by_time=meta.get("time") is not None)
+
+
+def _check_sites(dataset, meta, test_fraction) -> None:
+    """Refuse a dataset without per-row sites and a ``test_fraction`` outside (0, 1)."""
     if "site" not in meta:
         raise ValueError(f"scenario 'natural' needs a dataset with sites (per-row meta['site']); "
                          f"{dataset.name!r} has none: use a planted scenario, or a real federation "
                          f"such as heart_disease or air_quality")
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    site = np.asarray(meta["site"])
-    n_sites = int(site.max()) + 1
-    names = tuple(meta.get("sites", [f"site {i}" for i in range(n_sites)]))
-    site_meta = {k: list(v) for k, v in meta.get("site_meta", {}).items()}
-    key = meta.get("group_by", "") if group_by is None else group_by
+
+
+def _site_groups(dataset, site_meta, key, n_sites) -> tuple[list, np.ndarray]:
+    """The group names (the values of site attribute ``key``, sorted; one group without it) and each site's group."""
     if key and key not in site_meta:
         raise ValueError(f"unknown group_by {key!r} for {dataset.name!r}; choose one of: {', '.join(site_meta)}")
     group_names = sorted(set(site_meta[key])) if key else ["one group (no ground truth)"]
     group = np.array([group_names.index(v) for v in site_meta[key]] if key else [0] * n_sites)
+    return group_names, group
+
+
+def _check_site_counts(dataset, names, group_names, n_sites, clients, groups) -> None:
+    """Refuse ``clients`` or ``groups`` that are neither their default nor the sites' own count."""
     if clients not in (DEFAULT_CLIENTS, n_sites):
         raise ValueError(f"scenario 'natural' makes one client per site: {dataset.name!r} has {n_sites} sites "
                          f"({', '.join(names)}), not clients={clients}; leave clients at its default or set it "
@@ -205,51 +249,65 @@ def make_natural_federation(dataset: Dataset, clients: int = DEFAULT_CLIENTS, gr
                          f"{len(group_names)} ({', '.join(group_names)}), not groups={groups}; leave groups at "
                          f"its default or set it to {len(group_names)}")
 
-    rng = np.random.default_rng(seed)
-    time = meta.get("time")
-    raw = meta.get("raw_x")
+
+def _site_clients(dataset, meta, site, n_sites, names, test_fraction, rng) -> dict:
+    """Per site, in site order: its rows (``x``, ``y``, ``source_rows``) and train / test indices into the pool."""
+    time, raw = meta.get("time"), meta.get("raw_x")
     scale = np.asarray(meta.get("standardize", np.zeros(dataset.x.shape[1:2], dtype=bool)), dtype=bool)
-    xs, ys, train_index, test_index, source_rows, offset = [], [], [], [], [], 0
+    out = {"x": [], "y": [], "train_index": [], "test_index": [], "source_rows": []}
+    offset = 0
     for c in range(n_sites):
         rows = np.flatnonzero(site == c)
         n = len(rows)
         if n < 2:
             raise ValueError(f"site {names[c]!r} of {dataset.name!r} has {n} row(s); a client needs at least 2")
-        n_test = min(max(1, int(round(n * test_fraction))), n - 1)
-        if time is not None:
-            rows = rows[np.argsort(time[rows], kind="stable")]
-            cut = time[rows][n - n_test]
-            is_test = time[rows] >= cut  # ties at the cut go to the test set: train strictly before test
-            if is_test.all():
-                raise ValueError(f"site {names[c]!r}: all rows share one time; cannot split by time")
-            test, train = np.flatnonzero(is_test), np.flatnonzero(~is_test)
-        else:
-            order = rng.permutation(n)
-            test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+        rows, train, test = _split_site(rows, time, test_fraction, names[c], rng)
         x = dataset.x[rows].copy()
         if raw is not None and scale.any():
             x = x.astype(np.float64)
             x[:, scale] = standardize_with(raw[rows][:, scale], train)
-        xs.append(x)
-        ys.append(dataset.y[rows])
-        source_rows.append(rows)
-        train_index.append(offset + train)
-        test_index.append(offset + test)
+        out["x"].append(x)
+        out["y"].append(dataset.y[rows])
+        out["source_rows"].append(rows)
+        out["train_index"].append(offset + train)
+        out["test_index"].append(offset + test)
         offset += n
+    return out
 
-    client_meta = {k: site_meta[k] for k in ([key] if key else []) + [k for k in site_meta if k != key]}
-    client_meta["site"] = list(names)
-    fed = Federation(np.concatenate(xs).astype(np.float32), np.concatenate(ys), train_index, test_index, group,
+
+def _split_site(rows, time, test_fraction, name, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, train, test)``: the site's rows (in time order when it has times) and its split positions.
+
+    By time the test set is the last ``test_fraction`` (ties at the cut go to test); otherwise a seeded share."""
+    n = len(rows)
+    n_test = min(max(1, int(round(n * test_fraction))), n - 1)
+    if time is None:
+        order = rng.permutation(n)
+        return rows, np.sort(order[n_test:]), np.sort(order[:n_test])
+    rows = rows[np.argsort(time[rows], kind="stable")]
+    cut = time[rows][n - n_test]
+    is_test = time[rows] >= cut  # ties at the cut go to the test set: train strictly before test
+    if is_test.all():
+        raise ValueError(f"site {name!r}: all rows share one time; cannot split by time")
+    return rows, np.flatnonzero(~is_test), np.flatnonzero(is_test)
+
+
+def _site_federation(dataset, pooled, group, group_names, client_meta, key, seed, test_fraction,
+                     by_time) -> Federation:
+    """The sites' pooled rows as a :class:`Federation`, with ``source_rows`` and its one-line description."""
+    n_sites = len(pooled["x"])
+    fed = Federation(np.concatenate(pooled["x"]).astype(np.float32), np.concatenate(pooled["y"]),
+                     pooled["train_index"], pooled["test_index"], group,
                      dataset.n_classes, dataset.task, dataset.kind, dataset.name, "natural", tuple(group_names),
                      params=dict(clients=n_sites, groups=len(group_names), seed=seed, test_fraction=test_fraction,
-                                 split="time" if time is not None else "random", group_by=key),
+                                 split="time" if by_time else "random", group_by=key),
                      client_meta=client_meta)
-    fed.source_rows = np.concatenate(source_rows)
+    fed.source_rows = np.concatenate(pooled["source_rows"])
     sizes = fed.sizes
     fed.description = (f"{dataset.name} · natural · {n_sites} clients (one per site) in {len(group_names)} group"
                        f"{'s' if len(group_names) > 1 else ''} ({'; '.join(group_names)}) · "
                        f"{sizes.min()}–{sizes.max()} training samples per client"
-                       f"{' · test = last ' + format(test_fraction, 'g') + ' in time' if time is not None else ''}")
+                       f"{' · test = last ' + format(test_fraction, 'g') + ' in time' if by_time else ''}")
     return fed
 
 

@@ -199,7 +199,8 @@ class Trainer:
         for i, s in enumerate(index_sets):
             index[i, :len(s)] = s
             mask[i, :len(s)] = 1.0
-        out = self._gradients_fn([tf_.constant(a, tf_.float32) for a in weights], tf_.constant(index), tf_.constant(mask))
+        out = self._gradients_fn([tf_.constant(a, tf_.float32) for a in weights], tf_.constant(index),
+                                 tf_.constant(mask))
         # for one client TensorFlow may hand back a sparse IndexedSlices (the gather): make it dense
         return [tf_.convert_to_tensor(g).numpy() for g in out]
 

@@ -18,8 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import (NO_DOWNLOAD_ENV, DataError, RemoteFile, Source, cache_dir, downloads_allowed, locate,
-                    missing_message, verify)
+from .cache import (
+    NO_DOWNLOAD_ENV,
+    DataError,
+    RemoteFile,
+    Source,
+    cache_dir,
+    downloads_allowed,
+    locate,
+    missing_message,
+    verify,
+)
 
 KERAS = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 MNIST = Source(

@@ -42,6 +42,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import combinations
+from typing import NamedTuple
 
 import numpy as np
 
@@ -479,10 +480,33 @@ def _faithfulness(federation, predictor, rows, W0, segments, seed):
     faithful order makes the score fall fast (low AUC); insertion adds them to the fully
     removed input — the score should rise fast (high AUC).
     """
-    import pandas as pd
-
-    x = federation.x[rows].reshape(len(rows), -1).astype(np.float64)
     K, n_feat = W0.shape[1], W0.shape[-1]
+    probes = _faithfulness_probes(federation, rows, n_feat, segments)
+    base_out = predictor(probes.x)  # (K, P, outputs)
+    rng = np.random.default_rng([int(seed), 3])  # drawn in cluster, then probe order
+    records, curve_rows = [], []
+    for k in range(K):
+        target = base_out[k].argmax(axis=1) if federation.task == "classification" else np.zeros(len(rows), int)
+        orders = _feature_orders(W0, k, target, federation.task, n_feat, rng)
+        for name, per_probe in orders.items():
+            for kind in ("deletion", "insertion"):
+                score = _curve_scores(predictor, k, probes, per_probe, kind, target, federation.task, n_feat)
+                records.append((k, name, kind, np.mean([curve_auc(c) for c in score])))
+                curve_rows += _curve_rows(k, name, kind, score.mean(axis=0), n_feat)
+    return _faithfulness_tables(records, curve_rows, len(rows))
+
+
+class _Probes(NamedTuple):
+    """The probes of the faithfulness curves, flat (P, inputs); each input's interpretable feature; removed values."""
+
+    x: np.ndarray
+    pixel_of: np.ndarray
+    background: np.ndarray
+
+
+def _faithfulness_probes(federation, rows, n_feat, segments) -> _Probes:
+    """The probes flat, the interpretable feature of each input, and what a removed input becomes."""
+    x = federation.x[rows].reshape(len(rows), -1).astype(np.float64)
     if segments is not None:
         pixel_of = np.repeat(segments.reshape(-1), x.shape[1] // segments.size)  # pixel-major, channels last
         background = np.full(x.shape[1], HIDE_VALUE)
@@ -490,41 +514,49 @@ def _faithfulness(federation, predictor, rows, W0, segments, seed):
         pixel_of = np.arange(n_feat)
         train = np.concatenate(federation.train_index)
         background = federation.x[train].reshape(len(train), -1).mean(axis=0).astype(np.float64)
-    base_out = predictor(x)  # (K, P, outputs)
-    rng = np.random.default_rng([int(seed), 3])
+    return _Probes(x, pixel_of, background)
+
+
+def _feature_orders(W0, k, target, task, n_feat, rng) -> dict:
+    """Per probe, cluster ``k``'s LIME order of the features (of its target) and ``RANDOM_ORDERS`` random ones."""
+    orders = {"lime": [], "random": []}
+    for p in range(len(target)):
+        w = W0[p, k, 0 if task == "regression" else target[p]]
+        orders["lime"].append([np.argsort(-w, kind="stable")])
+        orders["random"].append([rng.permutation(n_feat) for _ in range(RANDOM_ORDERS)])
+    return orders
+
+
+def _curve_scores(predictor, k, probes: _Probes, per_probe, kind, target, task, n_feat) -> np.ndarray:
+    """Cluster ``k``'s explained output along each order's deletion or insertion curve: (orders, features + 1)."""
+    x, pixel_of, background = probes
     steps = np.arange(n_feat + 1)
-    records, curve_rows = [], []
-    for k in range(K):
-        target = base_out[k].argmax(axis=1) if federation.task == "classification" else np.zeros(len(rows), int)
-        orders = {"lime": [], "random": []}
-        for p in range(len(rows)):
-            w = W0[p, k, 0 if federation.task == "regression" else target[p]]
-            orders["lime"].append([np.argsort(-w, kind="stable")])
-            orders["random"].append([rng.permutation(n_feat) for _ in range(RANDOM_ORDERS)])
-        curves = {}
-        for name, per_probe in orders.items():
-            for kind in ("deletion", "insertion"):
-                batch, owner = [], []
-                for p, order_list in enumerate(per_probe):
-                    for order in order_list:
-                        rank = np.empty(n_feat, dtype=np.int64)
-                        rank[order] = np.arange(n_feat)
-                        # step j: the first j features of the order are removed (deletion) / present (insertion)
-                        moved = rank[pixel_of][None, :] < steps[:, None]
-                        keep = ~moved if kind == "deletion" else moved
-                        batch.append(np.where(keep, x[p], background))
-                        owner.append(p)
-                out = predictor(np.concatenate(batch))[k]  # (len(batch)*(n_feat+1), outputs)
-                out = out.reshape(len(batch), n_feat + 1, -1)
-                idx = np.asarray(owner)
-                score = out[np.arange(len(batch)), :, target[idx]] if federation.task == "classification" \
-                    else out[..., 0]
-                curves[(name, kind)] = score.mean(axis=0)
-                auc = np.mean([curve_auc(c) for c in score])
-                records.append((k, name, kind, auc))
-                for j, v in zip(steps, curves[(name, kind)]):
-                    curve_rows.append({"cluster": k, "order": name, "kind": kind, "fraction": j / n_feat,
-                                       "score": float(v)})
+    batch, owner = [], []
+    for p, order_list in enumerate(per_probe):
+        for order in order_list:
+            rank = np.empty(n_feat, dtype=np.int64)
+            rank[order] = np.arange(n_feat)
+            # step j: the first j features of the order are removed (deletion) / present (insertion)
+            moved = rank[pixel_of][None, :] < steps[:, None]
+            keep = ~moved if kind == "deletion" else moved
+            batch.append(np.where(keep, x[p], background))
+            owner.append(p)
+    out = predictor(np.concatenate(batch))[k]  # (len(batch)*(n_feat+1), outputs)
+    out = out.reshape(len(batch), n_feat + 1, -1)
+    idx = np.asarray(owner)
+    return out[np.arange(len(batch)), :, target[idx]] if task == "classification" else out[..., 0]
+
+
+def _curve_rows(k, name, kind, curve, n_feat) -> list[dict]:
+    """One row per step of a mean curve, at its fraction of the features moved."""
+    return [{"cluster": k, "order": name, "kind": kind, "fraction": j / n_feat, "score": float(v)}
+            for j, v in zip(np.arange(n_feat + 1), curve)]
+
+
+def _faithfulness_tables(records, curve_rows, n_probes):
+    """``(faithfulness, curves)``: per cluster the AUCs of its LIME and random orders, and every mean curve."""
+    import pandas as pd
+
     table = pd.DataFrame(records, columns=["cluster", "order", "kind", "auc"])
     wide = table.pivot_table(index="cluster", columns=["kind", "order"], values="auc")
     faith = pd.DataFrame({"cluster": wide.index,
@@ -532,7 +564,7 @@ def _faithfulness(federation, predictor, rows, W0, segments, seed):
                           "deletion_auc_random": wide[("deletion", "random")].to_numpy(),
                           "insertion_auc": wide[("insertion", "lime")].to_numpy(),
                           "insertion_auc_random": wide[("insertion", "random")].to_numpy()})
-    faith["probes"] = len(rows)
+    faith["probes"] = n_probes
     return faith.reset_index(drop=True), pd.DataFrame(curve_rows)
 
 

@@ -182,7 +182,7 @@ def divergence_heatmap(table, metric: str = "cosine_distance", title: str | None
     return _done(fig, path)
 
 
-def cluster_pair(contrast, k: int, l: int, width: float = COLUMN, path=None):
+def cluster_pair(contrast, k: int, l: int, width: float = COLUMN, path=None):  # noqa: E741 - k and l as in the text
     """Two clusters side by side, titled with their rank correlation and prediction agreement.
 
     Images: cluster k's and cluster l's importance maps and their difference (k - l).

@@ -10,6 +10,7 @@ import html
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,176 +65,259 @@ def explain_run(run_dir, out=None, *, probes: int = 20, seed: int = 0, progress:
     work (:mod:`cflkit.core.outputs`; ``force`` keeps entries a report did not write)."""
     from ..core.outputs import check_output
 
-    for name, value in (("probes", probes), ("seed", seed)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be an integer >= 0{' (0 skips layer (b))' if name == 'probes' else ''}, "
-                             f"got {value!r}")
+    _check_explain_args(probes, seed)
     start = time.perf_counter()
     out = Path(out) if out is not None else Path(run_dir) / "explain"
     result = _load_result(run_dir)  # a run that cannot be read is named first
     check_output(out, "explain", force=force, option="--out")
     fed = _rebuild_federation(result, run_dir)
-    state, config = result.state, result.config
-    assignment = np.asarray(state.assignment).astype(int)
-    k = state.n_clusters
-    doc = _Doc()
-    quality = {"run": str(run_dir), "method": config.method, "dataset": config.dataset, "scenario": config.scenario,
-               "clients": fed.n_clients, "clusters": k, "clusters_used": int(len(np.unique(assignment))),
-               "seed": seed, "skipped": {}}
-    tables, figures = {}, {}
-    doc.h1(f"Explaining the clusters of {config.method}")
-    doc.p(f"Run `{run_dir}`: {fed.description}. The method ended with {k} cluster model(s); "
-          f"{quality['clusters_used']} cluster(s) hold clients.")
+    assignment = np.asarray(result.state.assignment).astype(int)
+    quality = _run_facts(run_dir, result, fed, assignment, seed)
+    used = quality["clusters_used"]
+    report = _Layer(quality=quality, skipped=quality["skipped"])  # every step's additions, in report order
+    report.extend(_introduction(run_dir, result, fed, used))
+    report.extend(_membership_layer(result, fed, assignment, used, seed))
+    report.extend(_contrast_layer(result, fed, used, probes, seed, progress))
+    report.extend(_divergence_layer(result, fed, assignment))
+    report.extend(_agreement_layer(fed, assignment))
+    report.extend(_stability_layer(result))
+    report.extend(_quality_section(quality))
+    quality["seconds"] = round(time.perf_counter() - start, 2)
+    quality["out"] = str(out)
+    _write(out, report.doc, report.tables, report.figures, quality, force)
+    return quality
 
-    # (a) membership
+
+# -- the report's steps: each returns what it adds (a _Layer) ---------------------------------
+def _check_explain_args(probes, seed):
+    """Refuse a ``probes`` or ``seed`` that is not an integer >= 0, before any work."""
+    for name, value in (("probes", probes), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0{' (0 skips layer (b))' if name == 'probes' else ''}, "
+                             f"got {value!r}")
+
+
+def _run_facts(run_dir, result, fed, assignment, seed) -> dict:
+    """The quality numbers' head: the run, its method, data and clusters; ``skipped`` gathers skipped layers."""
+    config = result.config
+    return {"run": str(run_dir), "method": config.method, "dataset": config.dataset, "scenario": config.scenario,
+            "clients": fed.n_clients, "clusters": result.state.n_clusters,
+            "clusters_used": int(len(np.unique(assignment))), "seed": seed, "skipped": {}}
+
+
+def _introduction(run_dir, result, fed, used) -> _Layer:
+    """The report's title and a sentence on the run it explains."""
+    layer = _Layer()
+    layer.doc.h1(f"Explaining the clusters of {result.config.method}")
+    layer.doc.p(f"Run `{run_dir}`: {fed.description}. The method ended with {result.state.n_clusters} cluster "
+                f"model(s); {used} cluster(s) hold clients.")
+    return layer
+
+
+def _membership_layer(result, fed, assignment, used, seed) -> _Layer:
+    """Layer (a): why client i is in cluster k, from the clients' data descriptors and with the protocol's added."""
     from . import figures_membership as figs
     from .descriptors import client_descriptors
-    from .membership import DATA_GROUPS, explain_client, explain_descriptors, n_relabelings
+    from .membership import DATA_GROUPS, explain_descriptors
 
     log.info("explain: layer (a) membership")
-    table, groups = client_descriptors(fed, models=state.models, assignment=assignment, config=config, seed=seed)
+    table, groups = client_descriptors(fed, models=result.state.models, assignment=assignment, config=result.config,
+                                       seed=seed)
     data_cols = [c for c in table.columns if groups[c] in DATA_GROUPS]
     m = explain_descriptors(table[data_cols], {c: groups[c] for c in data_cols}, assignment, seed=seed)
     m_all = explain_descriptors(table, groups, assignment, seed=seed)
-    quality["membership"] = m.summary()
-    quality["membership_with_updates"] = m_all.summary()
-    tables.update({f"membership_{name}": t for name, t in m.tables().items() if len(t.columns)})
-    tables["membership_with_updates_group_importance"] = m_all.group_importance
-    tables["membership_with_updates_rules"] = m_all.tables()["rules"]
-    tables["membership_descriptors"] = m_all.tables()["descriptors"]
-    tables["membership_descriptor_groups"] = m_all.tables()["descriptor_groups"]
-    doc.h2("(a) Why is client i in cluster k?")
+    layer = _Layer(quality={"membership": m.summary(), "membership_with_updates": m_all.summary()})
+    layer.tables.update({f"membership_{name}": t for name, t in m.tables().items() if len(t.columns)})
+    layer.tables["membership_with_updates_group_importance"] = m_all.group_importance
+    layer.tables["membership_with_updates_rules"] = m_all.tables()["rules"]
+    layer.tables["membership_descriptors"] = m_all.tables()["descriptors"]
+    layer.tables["membership_descriptor_groups"] = m_all.tables()["descriptor_groups"]
+    layer.doc.h2("(a) Why is client i in cluster k?")
     groups_used = ", ".join(f"{g} ({t})" for g, t in zip(m.group_importance["group"], m.group_importance["tier"]))
-    doc.p(f"Data descriptors: {m.descriptors.shape[1]} per client in the groups {groups_used} "
-          f"(T1: summaries a client may agree to send). A depth-3 surrogate tree predicts each client's cluster "
-          f"from them; its out-of-fold accuracy (fidelity) is compared with the same for shuffled clusters "
-          f"(explained = clearly above it: above mean + 2 std of the shuffled runs, by at least 0.1, "
-          f"permutation p <= 0.05).")
-    numbers = _numbers(m)
-    if quality["clusters_used"] < 2:
-        doc.p("**One cluster holds every client: there is no membership to explain.**")
-    elif not m.testable:
-        doc.p(f"**Too few clients to test whether these descriptors explain membership** "
-              f"({fed.n_clients} clients: a shuffle of the assignment gives only {n_relabelings(assignment)} "
-              f"distinct relabelings, so no permutation test can reach p <= 0.05; {numbers}). The membership "
-              f"is described, not shown to be explained: in sample, {len(m.separating)} of "
-              f"{m.descriptors.shape[1]} descriptors separate the clusters without overlap; the largest effects "
-              f"(difference of cluster means in within-client standard deviations; mean per cluster):")
-        doc.items([f"{r.descriptor} ({r.group}): effect {r.effect:.2f}, margin {r.margin:.2f}; {r.cluster_means}"
-                   for r in m.separating.head(SEPARATING_SHOWN).itertuples()])
-        doc.p(f"Threshold tree (IMM, {len(m.threshold_tree_rules)} leaves, in sample, descriptive):")
-        doc.items(m.threshold_tree_rules)
-        figures["threshold_tree"] = figs.threshold_tree(m.threshold_tree)
-    elif not m.explained:
-        doc.p(f"**Membership not explained by these descriptors**: {numbers}. No rule is shown, since a tree no "
-              f"better than chance would only describe noise.")
-    else:
-        top = m.group_importance[m.group_importance["share"] > 0]
-        named = ", ".join(f"{g} ({s:.0%})" for g, s in zip(top["group"], top["share"]))
-        doc.p(f"**Membership explained**: {numbers}. Descriptor groups that carry it (share of out-of-fold "
-              f"permutation importance): {named}.")
-        doc.p(f"Threshold tree (IMM, {len(m.threshold_tree_rules)} leaves, one per cluster; it puts "
-              f"{m.threshold_tree_fidelity:.0%} of the clients in their own cluster):")
-        doc.items(m.threshold_tree_rules)
-        doc.p(f"Surrogate tree ({len(m.tree_rules)} rules; clients and purity per leaf, in sample):")
-        doc.items(m.tree_rules)
-        weights = explain_client(m, LIME_CLIENT, seed=seed)
-        tables["membership_lime_client"] = _frame({"condition": [w[0] for w in weights],
-                                                   "weight": [w[1] for w in weights]})
-        doc.p(f"LIME on the surrogate for client {LIME_CLIENT} (cluster {assignment[LIME_CLIENT]}), "
-              f"strongest conditions first:")
-        doc.items([f"{c}: {w:+.3f}" for c, w in weights])
-        figures["threshold_tree"] = figs.threshold_tree(m.threshold_tree)
-    doc.table(m.group_importance, "Permutation importance per data descriptor group (out of fold)")
-    figures["group_importance"] = figs.group_importance(m)
-    if quality["clusters_used"] >= 2:
-        top_all = m_all.group_importance[m_all.group_importance["share"] > 0]
-        named = ", ".join(f"{g} ({s:.0%})" for g, s in zip(top_all["group"], top_all["share"])) or "none"
-        verdict = (f"explained, {_numbers(m_all)}; importance shares: {named}" if m_all.explained else
-                   f"not explained, {_numbers(m_all)}" if m_all.testable else
-                   f"too few clients to test, {_numbers(m_all)}")
-        doc.p(f"With the protocol descriptors added (update norm and global-model loss, T1; per-layer cosine "
-              f"of each client's update to every cluster's mean update, T0): {verdict}. The similarity group measures the clustering's own criterion for update-based methods, "
-              f"so it tells *how* the server could see the clusters rather than *why* the clients differ.")
+    layer.doc.p(f"Data descriptors: {m.descriptors.shape[1]} per client in the groups {groups_used} "
+                f"(T1: summaries a client may agree to send). A depth-3 surrogate tree predicts each client's "
+                f"cluster from them; its out-of-fold accuracy (fidelity) is compared with the same for shuffled "
+                f"clusters (explained = clearly above it: above mean + 2 std of the shuffled runs, by at least 0.1, "
+                f"permutation p <= 0.05).")
+    layer.extend(_membership_verdict(m, fed, assignment, used, seed))
+    layer.doc.table(m.group_importance, "Permutation importance per data descriptor group (out of fold)")
+    layer.figures["group_importance"] = figs.group_importance(m)
+    if used >= 2:
+        layer.doc.p(_membership_with_updates(m_all))
+    return layer
 
-    # (b) contrast
-    doc.h2("(b) How do the cluster models differ?")
-    contrast = None
-    if quality["clusters_used"] < 2:
-        quality["skipped"]["contrast"] = "one cluster: nothing to contrast"
+
+def _membership_verdict(m, fed, assignment, used, seed) -> _Layer:
+    """Layer (a)'s verdict on the data descriptors: one cluster, untestable, not explained, or explained."""
+    if used < 2:
+        verdict = _Layer()
+        verdict.doc.p("**One cluster holds every client: there is no membership to explain.**")
+        return verdict
+    if not m.testable:
+        return _membership_untestable(m, fed, assignment)
+    if not m.explained:
+        verdict = _Layer()
+        verdict.doc.p(f"**Membership not explained by these descriptors**: {_numbers(m)}. No rule is shown, since "
+                      f"a tree no better than chance would only describe noise.")
+        return verdict
+    return _membership_explained(m, assignment, seed)
+
+
+def _membership_untestable(m, fed, assignment) -> _Layer:
+    """Too few clients for a permutation test: the membership is described (separating descriptors, IMM tree)."""
+    from . import figures_membership as figs
+    from .membership import n_relabelings
+
+    verdict = _Layer()
+    verdict.doc.p(f"**Too few clients to test whether these descriptors explain membership** "
+                  f"({fed.n_clients} clients: a shuffle of the assignment gives only {n_relabelings(assignment)} "
+                  f"distinct relabelings, so no permutation test can reach p <= 0.05; {_numbers(m)}). The "
+                  f"membership is described, not shown to be explained: in sample, {len(m.separating)} of "
+                  f"{m.descriptors.shape[1]} descriptors separate the clusters without overlap; the largest effects "
+                  f"(difference of cluster means in within-client standard deviations; mean per cluster):")
+    verdict.doc.items([f"{r.descriptor} ({r.group}): effect {r.effect:.2f}, margin {r.margin:.2f}; {r.cluster_means}"
+                       for r in m.separating.head(SEPARATING_SHOWN).itertuples()])
+    verdict.doc.p(f"Threshold tree (IMM, {len(m.threshold_tree_rules)} leaves, in sample, descriptive):")
+    verdict.doc.items(m.threshold_tree_rules)
+    verdict.figures["threshold_tree"] = figs.threshold_tree(m.threshold_tree)
+    return verdict
+
+
+def _membership_explained(m, assignment, seed) -> _Layer:
+    """Membership explained: the groups that carry it, the IMM and surrogate trees, LIME for one client."""
+    from . import figures_membership as figs
+    from .membership import explain_client
+
+    verdict = _Layer()
+    top = m.group_importance[m.group_importance["share"] > 0]
+    named = ", ".join(f"{g} ({s:.0%})" for g, s in zip(top["group"], top["share"]))
+    verdict.doc.p(f"**Membership explained**: {_numbers(m)}. Descriptor groups that carry it (share of out-of-fold "
+                  f"permutation importance): {named}.")
+    verdict.doc.p(f"Threshold tree (IMM, {len(m.threshold_tree_rules)} leaves, one per cluster; it puts "
+                  f"{m.threshold_tree_fidelity:.0%} of the clients in their own cluster):")
+    verdict.doc.items(m.threshold_tree_rules)
+    verdict.doc.p(f"Surrogate tree ({len(m.tree_rules)} rules; clients and purity per leaf, in sample):")
+    verdict.doc.items(m.tree_rules)
+    weights = explain_client(m, LIME_CLIENT, seed=seed)
+    verdict.tables["membership_lime_client"] = _frame({"condition": [w[0] for w in weights],
+                                                       "weight": [w[1] for w in weights]})
+    verdict.doc.p(f"LIME on the surrogate for client {LIME_CLIENT} (cluster {assignment[LIME_CLIENT]}), "
+                  f"strongest conditions first:")
+    verdict.doc.items([f"{c}: {w:+.3f}" for c, w in weights])
+    verdict.figures["threshold_tree"] = figs.threshold_tree(m.threshold_tree)
+    return verdict
+
+
+def _membership_with_updates(m_all) -> str:
+    """The sentence on membership once the protocol descriptors (updates, similarities) are added."""
+    top_all = m_all.group_importance[m_all.group_importance["share"] > 0]
+    named = ", ".join(f"{g} ({s:.0%})" for g, s in zip(top_all["group"], top_all["share"])) or "none"
+    verdict = (f"explained, {_numbers(m_all)}; importance shares: {named}" if m_all.explained else
+               f"not explained, {_numbers(m_all)}" if m_all.testable else
+               f"too few clients to test, {_numbers(m_all)}")
+    return (f"With the protocol descriptors added (update norm and global-model loss, T1; per-layer cosine "
+            f"of each client's update to every cluster's mean update, T0): {verdict}. The similarity group "
+            f"measures the clustering's own criterion for update-based methods, "
+            f"so it tells *how* the server could see the clusters rather than *why* the clients differ.")
+
+
+def _contrast_layer(result, fed, used, probes, seed, progress) -> _Layer:
+    """Layer (b): LIME through every cluster model on the same probes; skipped for one cluster or ``probes`` 0."""
+    layer = _Layer()
+    layer.doc.h2("(b) How do the cluster models differ?")
+    if used < 2:
+        layer.skipped["contrast"] = "one cluster: nothing to contrast"
     elif probes == 0:
-        quality["skipped"]["contrast"] = "--probes 0"
+        layer.skipped["contrast"] = "--probes 0"
     else:
         from .contrast import explain_contrast
 
         log.info("explain: layer (b) contrast, %d probes", probes)
-        contrast = explain_contrast(state.models, fed, config, probes=probes, seed=seed, progress=progress)
-        quality["contrast"] = json_safe(contrast.summary())
-        tables.update({f"contrast_{name}": t for name, t in contrast.tables().items()})
-        doc.table(_frame({"quality number": list(quality["contrast"]),
-                          "value": [str(_fmt(v)) for v in quality["contrast"].values()]}),
-                  f"LIME through every cluster model on {probes} probes")
-        doc.table(_matrix(contrast.agreement), "Prediction agreement between cluster models (share of probes)")
-        doc.table(_matrix(contrast.rank_correlation), "Spearman correlation of the clusters' LIME importance")
-        figures.update(_contrast_figures(contrast))
-    if "contrast" in quality["skipped"]:
-        doc.p(f"Skipped: {quality['skipped']['contrast']}.")
+        contrast = explain_contrast(result.state.models, fed, result.config, probes=probes, seed=seed,
+                                    progress=progress)
+        numbers = layer.quality["contrast"] = json_safe(contrast.summary())
+        layer.tables.update({f"contrast_{name}": t for name, t in contrast.tables().items()})
+        layer.doc.table(_frame({"quality number": list(numbers), "value": [str(_fmt(v)) for v in numbers.values()]}),
+                        f"LIME through every cluster model on {probes} probes")
+        layer.doc.table(_matrix(contrast.agreement), "Prediction agreement between cluster models (share of probes)")
+        layer.doc.table(_matrix(contrast.rank_correlation), "Spearman correlation of the clusters' LIME importance")
+        layer.figures.update(_contrast_figures(contrast))
+    if "contrast" in layer.skipped:
+        layer.doc.p(f"Skipped: {layer.skipped['contrast']}.")
+    return layer
 
-    # (c) divergence
-    doc.h2("(c) Parameter divergence")
+
+def _divergence_layer(result, fed, assignment) -> _Layer:
+    """Layer (c): cosine distance and L2 between the cluster models per layer, and to the global model."""
+    from . import figures_contrast as fc
     from .divergence import cluster_sizes, layer_divergence, model_layer_names
 
-    div = layer_divergence(state.models, sizes=cluster_sizes(assignment, fed.sizes, k),
-                           layer_names=model_layer_names(config, fed))
-    tables["divergence"] = div
-    quality["divergence"] = _divergence_summary(div)
-    doc.table(_divergence_digest(div), "Cosine distance and L2 per layer, mean over cluster pairs ('between') "
-                                       "and over clusters against the size-weighted global model ('to global'); "
-                                       "every pair in tables/divergence.csv")
-    from . import figures_contrast as fc
+    state = result.state
+    div = layer_divergence(state.models, sizes=cluster_sizes(assignment, fed.sizes, state.n_clusters),
+                           layer_names=model_layer_names(result.config, fed))
+    layer = _Layer(tables={"divergence": div}, quality={"divergence": _divergence_summary(div)})
+    layer.doc.h2("(c) Parameter divergence")
+    layer.doc.table(_divergence_digest(div), "Cosine distance and L2 per layer, mean over cluster pairs ('between') "
+                                             "and over clusters against the size-weighted global model "
+                                             "('to global'); every pair in tables/divergence.csv")
+    layer.figures["divergence"] = fc.divergence_heatmap(div)
+    return layer
 
-    figures["divergence"] = fc.divergence_heatmap(div)
 
-    # (d) agreement with the planted heterogeneity
-    from .agreement import agreement_with_planted, assignment_stability, contingency_table, planted_factors
+def _agreement_layer(fed, assignment) -> _Layer:
+    """Layer (d): agreement of the final assignment with each planted factor, and a contingency table per factor."""
+    from . import figures_membership as figs
+    from .agreement import agreement_with_planted, contingency_table, planted_factors
 
-    doc.h2("(d) Agreement with the planted heterogeneity")
+    layer = _Layer()
+    layer.doc.h2("(d) Agreement with the planted heterogeneity")
     factors = planted_factors(fed)
     if not factors:
-        quality["skipped"]["agreement"] = "the federation has no planted factor or grouping site attribute"
-        doc.p("Skipped: the federation has no planted factor (nor a site attribute that groups the clients).")
-    else:
-        agree = agreement_with_planted(assignment, fed)
-        tables["agreement"] = agree
-        quality["agreement"] = {row["factor"]: {c: float(row[c]) for c in ("ari", "ami", "homogeneity",
-                                                                            "completeness", "v_measure")}
-                                for _, row in agree.iterrows()}
-        doc.table(agree, "Agreement of the final assignment with each factor")
-        for name, values in factors.items():
-            ct = contingency_table(assignment, values)
-            slug = _slug(name)
-            tables[f"contingency_{slug}"] = ct.reset_index()
-            figures[f"contingency_{slug}"] = figs.contingency_heatmap(ct, factor=name)
-    stability = assignment_stability(result.history)
-    if len(stability):
-        tables["stability"] = stability
-        last = stability.iloc[-1]
-        quality["stability"] = {"ari_last_rounds": float(last["ari"]),
-                                "ari_mean": float(stability["ari"].mean()),
-                                "stable_round": int(result.summary.get("stable_round", -1))}
-        doc.p(f"Assignment stability: ARI {last['ari']:.2f} between the last two rounds, mean "
-              f"{stability['ari'].mean():.2f} over consecutive rounds; the partition is final from round "
-              f"{quality['stability']['stable_round']}.")
-        figures["stability"] = figs.stability_over_rounds(stability)
+        layer.skipped["agreement"] = "the federation has no planted factor or grouping site attribute"
+        layer.doc.p("Skipped: the federation has no planted factor (nor a site attribute that groups the clients).")
+        return layer
+    agree = agreement_with_planted(assignment, fed)
+    layer.tables["agreement"] = agree
+    layer.quality["agreement"] = {row["factor"]: {c: float(row[c]) for c in ("ari", "ami", "homogeneity",
+                                                                              "completeness", "v_measure")}
+                                  for _, row in agree.iterrows()}
+    layer.doc.table(agree, "Agreement of the final assignment with each factor")
+    for name, values in factors.items():
+        ct = contingency_table(assignment, values)
+        slug = _slug(name)
+        layer.tables[f"contingency_{slug}"] = ct.reset_index()
+        layer.figures[f"contingency_{slug}"] = figs.contingency_heatmap(ct, factor=name)
+    return layer
 
-    doc.h2("Quality numbers")
+
+def _stability_layer(result) -> _Layer:
+    """The end of layer (d): how stable the assignment was over the rounds (ARI of consecutive rounds)."""
+    from . import figures_membership as figs
+    from .agreement import assignment_stability
+
+    layer = _Layer()
+    stability = assignment_stability(result.history)
+    if not len(stability):
+        return layer
+    layer.tables["stability"] = stability
+    last = stability.iloc[-1]
+    layer.quality["stability"] = {"ari_last_rounds": float(last["ari"]), "ari_mean": float(stability["ari"].mean()),
+                                  "stable_round": int(result.summary.get("stable_round", -1))}
+    layer.doc.p(f"Assignment stability: ARI {last['ari']:.2f} between the last two rounds, mean "
+                f"{stability['ari'].mean():.2f} over consecutive rounds; the partition is final from round "
+                f"{layer.quality['stability']['stable_round']}.")
+    layer.figures["stability"] = figs.stability_over_rounds(stability)
+    return layer
+
+
+def _quality_section(quality) -> _Layer:
+    """The closing table: every layer's quality numbers, flattened to one per row."""
+    layer = _Layer()
+    layer.doc.h2("Quality numbers")
     flat = _flatten({k: v for k, v in quality.items() if k in ("membership", "membership_with_updates", "contrast",
                                                                "divergence", "agreement", "stability")})
-    doc.table(_frame({"number": list(flat), "value": [str(_fmt(v)) for v in flat.values()]}), None)
-    quality["seconds"] = round(time.perf_counter() - start, 2)
-    quality["out"] = str(out)
-    _write(out, doc, tables, figures, quality, force)
-    return quality
+    layer.doc.table(_frame({"number": list(flat), "value": [str(_fmt(v)) for v in flat.values()]}), None)
+    return layer
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -320,6 +404,25 @@ class _Doc:
                  "font-size:90%}caption{font-style:italic;text-align:left}img{max-width:100%}")
         return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>cflkit explain</title>"
                 f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+@dataclass
+class _Layer:
+    """What one step of the report adds: document blocks, tables, figures, quality numbers, skip reasons."""
+
+    doc: _Doc = field(default_factory=_Doc)
+    tables: dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)
+    quality: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
+
+    def extend(self, other: _Layer) -> None:
+        """Append ``other``'s additions after this one's (dict order is file and table order)."""
+        self.doc.blocks += other.doc.blocks
+        self.tables.update(other.tables)
+        self.figures.update(other.figures)
+        self.quality.update(other.quality)
+        self.skipped.update(other.skipped)
 
 
 def _numbers(m) -> str:

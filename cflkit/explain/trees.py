@@ -77,7 +77,8 @@ class ThresholdTree:
             return Node(cluster=int(self.clusters_[centres[0]]), n_points=len(X))
         split = best_split(X, index, self.centers_, centres, self._spread)
         if split is None:  # the remaining centres coincide in every feature: one leaf
-            majority = np.bincount(index, minlength=len(self.clusters_))[centres] if len(index) else np.ones(len(centres))
+            majority = (np.bincount(index, minlength=len(self.clusters_))[centres] if len(index)
+                        else np.ones(len(centres)))
             return Node(cluster=int(self.clusters_[centres[int(np.argmax(majority))]]), n_points=len(X))
         feature, theta, mistakes = split
         go_left = X[:, feature] <= theta

@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser):
     d.add_argument("--methods", default="fedavg,ifca", metavar="M1,M2", help="comma list (default: fedavg,ifca)")
     d.add_argument("--rounds", type=count(1), default=5, help="communication rounds (default: 5)")
     d.add_argument("--local_epochs", type=count(1), default=1, help="local epochs per round (default: 1)")
-    d.add_argument("--seed", type=count(0), default=2, help="seed (default: 2, where IFCA uses both of its K = 2 models)")
+    d.add_argument("--seed", type=count(0), default=2,
+                   help="seed (default: 2, where IFCA uses both of its K = 2 models)")
     d.add_argument("--out", default="runs/flower-demo", help="directory for the runs (default: runs/flower-demo)")
     d.add_argument("--tls", action="store_true",
                    help="TLS for the SuperLink's APIs, used by the SuperNodes and flwr (default: off, 127.0.0.1 only; "
@@ -72,8 +73,8 @@ def main(args) -> int:
         print(APP_NOTES)
         return 0
     if args.flower_command == "simulate":
-        from ..core.config import Config
         from ..cli import summary_table
+        from ..core.config import Config
         from .server import simulate
 
         changes = dict(item.split("=", 1) for item in args.set if "=" in item)

@@ -157,7 +157,8 @@ class FlowerTrainer:
             if owners.size == 1 and owners[0] >= 0:
                 out[i] = owners[0]
             elif op in ("train", "gradients"):
-                raise ValueError(f"{op} on rows of {owners.size} clients: method {json.loads(self.config_json)['method']!r} "
+                method = json.loads(self.config_json)['method']
+                raise ValueError(f"{op} on rows of {owners.size} clients: method {method!r} "
                                  f"pools clients' data, which a federation cannot do; choose a federated method")
         return out
 
@@ -432,7 +433,8 @@ def make_server_app(config=None, out=None, timeout: float = DEFAULT_TIMEOUT, min
             cfg = Config.from_dict(json.loads(Path(str(rc["config-file"])).read_text()))
         result = run_on_grid(grid, cfg, out=out if out is not None else (str(rc.get("out", "")) or None),
                              timeout=float(rc.get("round-timeout", timeout)),
-                             min_available=int(rc["min-available"]) if int(rc.get("min-available", 0)) else min_available,
+                             min_available=(int(rc["min-available"]) if int(rc.get("min-available", 0))
+                                            else min_available),
                              evaluate_every=int(rc.get("evaluate-every", evaluate_every)),
                              status_file=str(rc.get("status-file", "")) or None)
         if results is not None:
@@ -445,8 +447,8 @@ def simulate(config, out=None, evaluate_every: int = 1, cpus_per_client: float =
              verbose: bool = False):
     """Run ``config`` through Flower's simulation engine (Ray): one virtual SuperNode per
     client, the same ServerApp and ClientApp as a real deployment. Returns the Result."""
-    from . import require_flwr
     from ..core.experiment import federation_from
+    from . import require_flwr
 
     require_flwr()
     from flwr.simulation import run_simulation

@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .params import GROUPS, Params
-
 from ..core.aggregate import cluster_average
 from ..core.trainer import n_params, take
+from .params import GROUPS, Params
 
 BYTES_PER_PARAM = 4  # float32 on the wire
 

@@ -1,9 +1,9 @@
 """Baselines every CFL comparison needs: FedAvg, FedProx, local, oracle, random, centralized."""
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..core.aggregate import balanced_random_assignment
 from .base import ClusteredFedAvg, Method, RoundInfo, ServerState

@@ -19,10 +19,10 @@ import numpy as np
 
 from ..core.aggregate import cluster_average, contiguous
 from .base import ClusteredFedAvg, Context, Method, ServerState
+from .params import GROUPS, Params, at_least, cluster_count, one_of
 from .parts.clustering import CLUSTERERS, METRICS, NEEDS_K, align, cluster, pairwise_distances
 from .parts.representations import NEEDS_TRAINING, REPRESENTATIONS, represent
 from .parts.triggers import TRIGGERS, fires
-from .params import GROUPS, Params, at_least, cluster_count, one_of
 
 LINKAGES = ("ward", "complete", "average", "single")
 

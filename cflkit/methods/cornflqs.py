@@ -3,18 +3,18 @@ alternated until they agree (Ben Ali, Megdiche, Peninou & Teste, CIKM 2025,
 arXiv 2510.03380)."""
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from ..core.aggregate import cluster_average, weighted_average
-from .parts.clustering import CLUSTERERS, cluster
-from .parts.representations import flatten
 from ..core.trainer import take
 from .base import Context, Method
 from .ifca import IFCAState, assign_by_loss, expose, loss_matrix, update_candidates
 from .params import GROUPS, Params, at_least, cluster_count, one_of
+from .parts.clustering import CLUSTERERS, cluster
+from .parts.representations import flatten
 
 PHASES = {
     "cold": "round 1: FedAvg of all clients from one model",

@@ -40,10 +40,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.aggregate import cluster_average
-from .parts.clustering import NEEDS_K, align, cluster, cosine_similarity
-from .parts.representations import represent
 from .base import Context
 from .clustered import Clustered, ClusteredParams, ClusteredState
+from .parts.clustering import NEEDS_K, align, cluster, cosine_similarity
+from .parts.representations import represent
 
 
 def decomposed_cosine_similarity(updates, k: int) -> np.ndarray:

@@ -9,9 +9,9 @@ The pure parts (:func:`loss_matrix`, :func:`assign_by_loss`, :func:`expose`,
 """
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..core.aggregate import cluster_average
 from ..core.trainer import take

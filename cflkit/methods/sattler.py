@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.aggregate import cluster_average
-from .parts.clustering import cosine_similarity, split_in_two
-from .parts.representations import flatten
 from .base import Context, Method, ServerState
 from .params import Params, at_least, one_of
+from .parts.clustering import cosine_similarity, split_in_two
+from .parts.representations import flatten
 
 
 @dataclass
@@ -142,7 +142,8 @@ class Sattler(Method):
         eps1: float = 0.4  # split when the norm of the cluster's mean update falls below eps1 ...
         eps2: float = 1.6  # ... and its largest client update norm exceeds eps2 (the paper's values)
         warmup_rounds: int = 20  # no split before this round (the reference code's c_round > 20)
-        linkage: str = "complete"  # bipartition linkage: complete (reference code), single (the paper's optimum), average
+        # bipartition linkage: complete (reference code), single (the paper's optimum), average
+        linkage: str = "complete"
 
         def check(self):
             for name in ("eps1", "eps2"):

@@ -536,53 +536,96 @@ def execute(spec: dict) -> dict:
     Every path it deletes or replaces must resolve inside ``spec['exp_dir']`` (``RuntimeError``)."""
     import papermill
 
-    exp_dir = Path(spec["exp_dir"]).resolve()
-    tmp = _inside(spec["tmp"], _inside(exp_dir / ".tmp", exp_dir))
-    final = _inside(spec["final"], exp_dir)
-    failed = _inside(spec["failed"], _inside(exp_dir / "failed", exp_dir))
+    tmp, final, failed = _run_places(spec)
     _make_tmp(tmp)
     params = spec["parameters"]
-    source = tmp / Path(spec["notebook"]).name
-    source.write_text(spec["source"])
-    write_text_atomic(tmp / "params.json", json.dumps(params, indent=2) + "\n")
+    source = _write_inputs(tmp, spec, params)
     status = {"status": "failed", "entry": spec["entry"], "label": spec["label"], "key": spec["key"],
               "notebook": spec["notebook"], "seed": _seed(params), "versions": spec["versions"],
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "error": ""}
-    saved_stderr = None
-    if spec.get("stderr_to_log"):  # the kernel inherits fd 2: its warnings go to the run's log
-        sys.stderr.flush()
-        saved_stderr = os.dup(2)
-        log_fd = os.open(tmp / "run.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(log_fd, 2)
-        os.close(log_fd)
-    handler = logging.FileHandler(tmp / "run.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    pm_log = logging.getLogger("papermill")
-    pm_log.addHandler(handler)
-    pm_log.setLevel(logging.INFO)
+    saved_stderr = _stderr_to_log(tmp) if spec.get("stderr_to_log") else None
+    pm_log, handler = _papermill_to_log(tmp)
     start = time.perf_counter()
     try:
         papermill.execute_notebook(str(source), str(tmp / "executed.ipynb"),
                                    parameters={**params, "out_dir": "out"}, kernel_name="python3", cwd=str(tmp),
                                    execution_timeout=spec["timeout"], progress_bar=False, log_output=True)
-        missing = [f"{f}.pdf" for f in spec["figures"] if not (tmp / "out" / f"{f}.pdf").is_file()]
-        missing += [t for t in spec["tables"] if not (tmp / "out" / t).is_file()]
-        if missing:
-            raise RuntimeError(f"the notebook finished but did not write {', '.join(missing)} into out_dir")
+        _check_outputs(tmp / "out", spec)
         status["status"] = "done"
     except BaseException as e:  # noqa: BLE001 - every failure is recorded; KeyboardInterrupt re-raised below
-        status["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"[:500]
+        status["error"] = _error_line(e)
         if not isinstance(e, Exception):
             raise
     finally:
         pm_log.removeHandler(handler)
         handler.close()
         if saved_stderr is not None:
-            sys.stderr.flush()
-            os.dup2(saved_stderr, 2)
-            os.close(saved_stderr)
+            _restore_stderr(saved_stderr)
     status["wall_seconds"] = round(time.perf_counter() - start, 2)
     status["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    status["path"] = str(_move_into_place(tmp, status, final, failed))
+    return status
+
+
+def _run_places(spec: dict) -> tuple[Path, Path, Path]:
+    """``(tmp, final, failed)`` of a run, each checked to resolve inside the experiment's directory."""
+    exp_dir = Path(spec["exp_dir"]).resolve()
+    tmp = _inside(spec["tmp"], _inside(exp_dir / ".tmp", exp_dir))
+    final = _inside(spec["final"], exp_dir)
+    failed = _inside(spec["failed"], _inside(exp_dir / "failed", exp_dir))
+    return tmp, final, failed
+
+
+def _write_inputs(tmp: Path, spec: dict, params: dict) -> Path:
+    """The notebook's source and ``params.json`` into the run's directory; returns the notebook's path."""
+    source = tmp / Path(spec["notebook"]).name
+    source.write_text(spec["source"])
+    write_text_atomic(tmp / "params.json", json.dumps(params, indent=2) + "\n")
+    return source
+
+
+def _stderr_to_log(tmp: Path) -> int:
+    """Point fd 2 at the run's log (the kernel inherits it: its warnings go there); returns the saved fd 2."""
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    log_fd = os.open(tmp / "run.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    return saved_stderr
+
+
+def _restore_stderr(saved_stderr: int) -> None:
+    """Point fd 2 back where :func:`_stderr_to_log` found it."""
+    sys.stderr.flush()
+    os.dup2(saved_stderr, 2)
+    os.close(saved_stderr)
+
+
+def _papermill_to_log(tmp: Path) -> tuple[logging.Logger, logging.Handler]:
+    """Papermill's log (INFO and up) also into the run's ``run.log``; returns the logger and the handler to remove."""
+    handler = logging.FileHandler(tmp / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    pm_log = logging.getLogger("papermill")
+    pm_log.addHandler(handler)
+    pm_log.setLevel(logging.INFO)
+    return pm_log, handler
+
+
+def _check_outputs(out: Path, spec: dict) -> None:
+    """Refuse a notebook that finished without writing its declared figures (``.pdf``) and tables into ``out``."""
+    missing = [f"{f}.pdf" for f in spec["figures"] if not (out / f"{f}.pdf").is_file()]
+    missing += [t for t in spec["tables"] if not (out / t).is_file()]
+    if missing:
+        raise RuntimeError(f"the notebook finished but did not write {', '.join(missing)} into out_dir")
+
+
+def _error_line(e: BaseException) -> str:
+    """A failure as the status records it: its type and the last line of its message, at most 500 characters."""
+    return f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"[:500]
+
+
+def _move_into_place(tmp: Path, status: dict, final: Path, failed: Path) -> Path:
+    """Write ``status.json`` and rename the run to ``final`` (done) or ``failed`` at once; returns where it went."""
     write_text_atomic(tmp / "status.json", json.dumps(status, indent=2) + "\n")
     target = final if status["status"] == "done" else failed
     shutil.rmtree(target, ignore_errors=True)
@@ -590,8 +633,7 @@ def execute(spec: dict) -> dict:
     os.rename(tmp, target)  # the run appears complete, at once, or not at all
     if status["status"] == "done":
         shutil.rmtree(failed, ignore_errors=True)  # an earlier failure of this run is now superseded
-    status["path"] = str(target)
-    return status
+    return target
 
 
 def index_table(runs: list[Run], exp_dir: Path):

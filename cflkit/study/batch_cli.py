@@ -7,8 +7,18 @@ from __future__ import annotations
 import sys
 import time
 
-from .batch import (Experiment, read_status, batch_dir, load_experiment, plan, run_batch, run_path, run_status,
-                    select, write_index)
+from .batch import (
+    Experiment,
+    batch_dir,
+    load_experiment,
+    plan,
+    read_status,
+    run_batch,
+    run_path,
+    run_status,
+    select,
+    write_index,
+)
 
 HELP = "run notebooks over parameter grids with papermill (experiments/*.yaml), resumably; then the paper's figures"
 

@@ -381,7 +381,6 @@ def _run_pool(cells, cells_dir, n: int, bar) -> dict:
 def run_cell(config: Config, out, fresh_session: bool = False) -> str | None:
     """Run one cell into ``out``; return None, or its error as one line."""
     from ..core import experiment
-
     from ..core.outputs import WriteError
 
     try:

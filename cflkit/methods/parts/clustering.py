@@ -86,33 +86,16 @@ def cluster(X=None, clusterer: str = "kmeans", k: int = 0, threshold: float = 0.
     elif clusterer == "agglomerative":
         labels = _agglomerative(X, dist, k, threshold, metric, linkage)
     elif clusterer == "spectral":
-        from sklearn.cluster import SpectralClustering
-
-        Dm = dist()
-        sigma = np.median(Dm[np.triu_indices(n, 1)]) or 1.0
-        affinity = np.exp(-(Dm / sigma) ** 2)
-        labels = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=seed,
-                                    assign_labels="cluster_qr").fit_predict(affinity)
+        labels = _spectral(dist(), k, seed)
     elif clusterer == "dbscan":
-        from sklearn.cluster import DBSCAN
-
-        Dm = dist()
-        eps = threshold or float(np.median(Dm[np.triu_indices(n, 1)]))
-        eps = max(eps, 1e-12)  # coinciding clients: a zero median would be refused
-        labels = DBSCAN(eps=eps, min_samples=min_cluster_size, metric="precomputed").fit_predict(Dm)
+        labels = _dbscan(dist(), threshold, min_cluster_size)
     elif clusterer == "hdbscan":
         from sklearn.cluster import HDBSCAN
 
         labels = HDBSCAN(min_cluster_size=max(2, min_cluster_size), metric="precomputed",
                          copy=True).fit_predict(dist())
     elif clusterer == "gmm":
-        from sklearn.decomposition import PCA
-        from sklearn.mixture import GaussianMixture
-
-        Y = _rows_for(X, metric, D)
-        Y = PCA(n_components=min(n - 1, Y.shape[1], 10), random_state=seed).fit_transform(Y)
-        labels = GaussianMixture(n_components=k, covariance_type="diag", n_init=5, random_state=seed,
-                                 reg_covar=1e-4).fit_predict(Y)
+        labels = _gmm(_rows_for(X, metric, D), k, seed)
     elif clusterer == "affinity_propagation":
         from sklearn.cluster import AffinityPropagation
 
@@ -120,6 +103,35 @@ def cluster(X=None, clusterer: str = "kmeans", k: int = 0, threshold: float = 0.
     else:
         labels = bipartition(dist(), k, threshold)
     return contiguous(_singletons_for_noise(np.asarray(labels)))
+
+
+def _spectral(D, k, seed):
+    """Spectral clustering on the Gaussian affinity exp(-(d / median d)^2) of the distances."""
+    from sklearn.cluster import SpectralClustering
+
+    sigma = np.median(D[np.triu_indices(len(D), 1)]) or 1.0
+    affinity = np.exp(-(D / sigma) ** 2)
+    return SpectralClustering(n_clusters=k, affinity="precomputed", random_state=seed,
+                              assign_labels="cluster_qr").fit_predict(affinity)
+
+
+def _dbscan(D, threshold, min_cluster_size):
+    """DBSCAN on the distances; ``eps`` is ``threshold`` or, when 0, the median distance."""
+    from sklearn.cluster import DBSCAN
+
+    eps = threshold or float(np.median(D[np.triu_indices(len(D), 1)]))
+    eps = max(eps, 1e-12)  # coinciding clients: a zero median would be refused
+    return DBSCAN(eps=eps, min_samples=min_cluster_size, metric="precomputed").fit_predict(D)
+
+
+def _gmm(Y, k, seed):
+    """A diagonal Gaussian mixture on the rows' first (at most 10) principal components."""
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    Y = PCA(n_components=min(len(Y) - 1, Y.shape[1], 10), random_state=seed).fit_transform(Y)
+    return GaussianMixture(n_components=k, covariance_type="diag", n_init=5, random_state=seed,
+                           reg_covar=1e-4).fit_predict(Y)
 
 
 def _rows_for(X, metric, D):

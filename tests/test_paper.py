@@ -182,3 +182,9 @@ def test_the_pdf_builds_with_every_figure_and_table_and_no_undefined_reference(c
     pages = int(re.search(r"Output written on \S+ \((\d+) pages?", log).group(1))
     assert pages >= 3, f"the article has {pages} page(s)"
     assert (paper / "build" / "main.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_the_bench_script_the_batch_runs_is_where_the_builder_looks():
+    from cflkit.article.builder import BENCH_SCRIPT
+
+    assert BENCH_SCRIPT.is_file() and BENCH_SCRIPT.parent.parent == Path(__file__).resolve().parents[1]

@@ -38,7 +38,7 @@ from ..core.results import atomic_file, write_text_atomic
 
 log = logging.getLogger("cflkit.article.builder")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # cflkit/article/builder.py -> the repository
 BENCH_SCRIPT = ROOT / "bench" / "round_time.py"
 ROUND_TIME_KEYS = ("clients", "samples", "epochs", "repeats", "ref_repeats", "max_loop_clients", "max_fit_clients")
 SCENARIO_NAMES = {"label_swap": "label swap", "shards": "shards", "rotation+quantity_skew": "rotation + quantity skew",

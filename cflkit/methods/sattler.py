@@ -142,8 +142,7 @@ class Sattler(Method):
         eps1: float = 0.4  # split when the norm of the cluster's mean update falls below eps1 ...
         eps2: float = 1.6  # ... and its largest client update norm exceeds eps2 (the paper's values)
         warmup_rounds: int = 20  # no split before this round (the reference code's c_round > 20)
-        # bipartition linkage: complete (reference code), single (the paper's optimum), average
-        linkage: str = "complete"
+        linkage: str = "complete"  # bipartition linkage: complete (reference code), single (paper's optimum), average
 
         def check(self):
             for name in ("eps1", "eps2"):

@@ -18,6 +18,7 @@ GOLDEN = Path(__file__).parent / "golden" / "runs"
 NAMES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir()) if GOLDEN.is_dir() else ["<missing>"]
 REAL = ("heart", "air")  # need the offline copies of the real datasets
 TIMING = {"seconds", "wall_seconds"}
+PARTICIPATION = ("participated", "returned")  # history columns added since (client sampling, issue 13)
 
 
 def _offline(dataset_word: str) -> bool:
@@ -46,7 +47,10 @@ def test_a_config_of_the_release_before_runs_to_the_same_numbers(name, tmp_path)
     expected = pd.read_csv(golden / "history.csv")
     got = pd.read_csv(tmp_path / "run" / "history.csv")
     columns = [c for c in expected.columns if c not in TIMING]
-    assert list(got.columns) == list(expected.columns)
+    assert [c for c in got.columns if c not in PARTICIPATION] == list(expected.columns)
+    # everybody takes part (participation 1, no dropout): every client trained and returned in every round
+    assert (got.loc[got["round"] > 0, list(PARTICIPATION)] == 1).all().all()
+    assert (got.loc[got["round"] == 0, list(PARTICIPATION)] == 0).all().all()
     pd.testing.assert_frame_equal(got[columns], expected[columns], check_exact=True)
     if (golden / "diagnostics.csv").is_file():
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "run" / "diagnostics.csv"),

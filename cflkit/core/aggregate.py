@@ -42,6 +42,24 @@ def cluster_average(weights: list, sizes, assignment, n_clusters: int) -> list:
     return [np.tensordot(mix, w.astype(np.float64), axes=(1, 0)).astype(w.dtype) for w in weights]
 
 
+def update_clusters(models: list, trained: list, sizes, assignment) -> list:
+    """Each cluster that got updates becomes their size-weighted mean; a cluster that got
+    none keeps its model bit for bit (absent clients, lost updates).
+
+    ``models``: the K cluster models (K, ...); ``trained``, ``sizes``, ``assignment``: the
+    updates that arrived, stacked, with their clients' sizes and clusters.
+    """
+    out = [m.copy() for m in models]
+    assignment = np.asarray(assignment, dtype=np.int64)
+    if len(assignment) == 0:
+        return out
+    used = np.unique(assignment)
+    averaged = cluster_average(trained, sizes, np.searchsorted(used, assignment), len(used))
+    for o, a in zip(out, averaged):
+        o[used] = a
+    return out
+
+
 def contiguous(assignment) -> np.ndarray:
     """Relabel cluster ids to 0..K-1 in order of first appearance."""
     assignment = np.asarray(assignment)

@@ -39,10 +39,22 @@ def validate(config: Config, method: bool = True):
     if config.model not in MODELS:
         raise ValueError(f"unknown model {config.model!r}; choose one of: {', '.join(MODELS)}")
     parse_scenario(config.scenario)
+    _check_participation(config, METHODS)
     if method:
         from ..methods import make_method
 
         make_method(config)  # a method refuses parts that cannot work together, cheaply (no TensorFlow)
+
+
+def _check_participation(config: Config, methods: dict) -> None:
+    """Refuse client sampling or dropouts for a method that does not handle absent clients."""
+    from .participation import is_partial
+
+    if is_partial(config) and not methods[config.method].partial_participation:
+        able = [name for name, m in methods.items() if m.partial_participation]
+        raise ValueError(f"method {config.method!r} does not handle absent clients yet (participation="
+                         f"{config.participation:g}, dropout={config.dropout:g}); use participation=1 and dropout=0, "
+                         f"or one of: {', '.join(able)}")
 
 
 def federation_from(config: Config):

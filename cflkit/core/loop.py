@@ -1,12 +1,13 @@
 """The one round loop: in-process runs (:func:`cflkit.core.experiment.run`) and Flower runs
 (:func:`cflkit.flower.server.run_on_grid`) both go through :func:`run_rounds`.
 
-The loop owns the round counter (it hands ``r`` to the method's ``round``), the evaluation
-of every client with its cluster's model after every round, the divergence check, the
-progress bar, the history rows and the per-round wall time. A deployment supplies only
-what differs, through :class:`Hooks`: its trainer (in ``ctx``), what happens around a
-round (Flower: the round's start, the progress file) and which clients were not measured
-(Flower: the dropped ones).
+The loop owns the round counter (it hands ``r`` to the method's ``round``), the draw of
+each round's participants (:mod:`cflkit.core.participation`, put in ``ctx.participants``),
+the evaluation of every client with its cluster's model after every round (participant or
+not), the divergence check, the progress bar, the history rows and the per-round wall
+time. A deployment supplies only what differs, through :class:`Hooks`: its trainer (in
+``ctx``), what happens around a round (Flower: the round's start, the progress file) and
+which clients were not measured (Flower: the dropped ones).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 HISTORY_COLUMNS = ("round", "client", "group", "cluster", "loss", "accuracy", "train_size", "test_size", "bytes_up",
-                   "bytes_down", "seconds")  # and the task's other metrics after accuracy (rmse, mae, r2)
+                   "bytes_down", "participated", "returned", "seconds")  # and the task's other metrics after accuracy
 
 
 class DivergenceError(RuntimeError):
@@ -61,18 +62,24 @@ def run_rounds(method, ctx, rounds: int, progress: bool = False, hooks: Hooks | 
     """``method.init``, then ``method.round(state, ctx, r)`` for r = 1..``rounds``; after each
     (and after ``init``, as round 0) every client is evaluated with its cluster's model.
     Raises :class:`DivergenceError` when a measured loss is not finite."""
+    from .participation import draw_participants, is_partial, participation_rng
+
     hooks = hooks or Hooks()
     fed, config = ctx.federation, ctx.config
+    partial, stream = is_partial(config), participation_rng(config.seed)
     start = time.perf_counter()
     hooks.begin_round(0, None)
     state = method.init(ctx)
     rows, diagnostics = [], []
     zeros = np.zeros(fed.n_clients, dtype=np.int64)
-    record(rows, 0, state, ctx, zeros, zeros, time.perf_counter() - start, hooks)
+    record(rows, 0, state, ctx, zeros, zeros, time.perf_counter() - start, hooks)  # round 0: nobody trained
     bar = progress_bar(rounds, progress, label or config.method)
     for r in range(1, rounds + 1):
         t0 = time.perf_counter()
         hooks.begin_round(r, state)
+        if partial:
+            ctx.participants = draw_participants(fed.n_clients, config.participation, config.dropout, stream,
+                                                 config.min_participants)
         state, info = method.round(state, ctx, r)
         diagnostics.append({"round": r, **info.diagnostics})
         loss, score = record(rows, r, state, ctx, info.bytes_up, info.bytes_down, time.perf_counter() - t0, hooks)
@@ -103,11 +110,18 @@ def record(rows: list, r: int, state, ctx, up, down, seconds: float, hooks: Hook
     if "accuracy" not in m:
         m = {**m, "accuracy": np.full(fed.n_clients, np.nan)}  # the column exists for every task
     extra = hooks.columns(r, fed.n_clients)
+    took_part = np.zeros(fed.n_clients, dtype=np.int64)
+    arrived = np.zeros(fed.n_clients, dtype=np.int64)
+    if r > 0:
+        took_part[ctx.sampled] = 1
+        arrived[ctx.returned] = 1
+        arrived[list(hooks.unmeasured())] = 0  # Flower: a dropped node's update did not arrive
     for c in range(fed.n_clients):
         rows.append({"round": r, "client": c, "group": int(fed.groups[c]), "cluster": int(state.assignment[c]),
                      **{k: float(v[c]) for k, v in m.items()},
                      "train_size": int(len(fed.train_index[c])), "test_size": int(len(fed.test_index[c])),
-                     "bytes_up": int(up[c]), "bytes_down": int(down[c]), "seconds": seconds,
+                     "bytes_up": int(up[c]), "bytes_down": int(down[c]), "participated": int(took_part[c]),
+                     "returned": int(arrived[c]), "seconds": seconds,
                      **{k: v[c] for k, v in extra.items()}})
     if not evaluated:
         return None, None

@@ -338,6 +338,11 @@ def run_on_grid(grid, config, out=None, timeout: float = DEFAULT_TIMEOUT, min_av
     from ..methods import make_method
 
     validate(config)
+    from ..core.participation import is_partial
+
+    if is_partial(config):  # Flower's own sampling (fraction_train) is not wired to these yet
+        raise ValueError(f"on Flower every connected node trains each round: participation must be 1 and dropout 0 "
+                         f"(got {config.participation:g}, {config.dropout:g}); run client sampling in process")
     if evaluate_every < 1:
         raise ValueError(f"evaluate_every must be >= 1, got {evaluate_every}")
     if out is not None:

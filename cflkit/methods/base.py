@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.aggregate import cluster_average
+from ..core.aggregate import update_clusters
+from ..core.participation import Participants
 from ..core.trainer import n_params, take
 from .params import GROUPS, Params
 
@@ -48,13 +49,25 @@ class RoundInfo:
 
 @dataclass
 class Context:
-    """What a method may use: the federation, the trainer, the config and a seeded RNG."""
+    """What a method may use: the federation, the trainer, the config, a seeded RNG and the
+    round's participants (set by the round loop; everybody unless the config samples clients)."""
 
     federation: object
     trainer: object
     config: object
     rng: np.random.Generator
     initial_weights: list  # one model's weights, unstacked
+    participants: Participants | None = None
+
+    @property
+    def sampled(self) -> np.ndarray:
+        """The clients sampled to train this round (ids, increasing)."""
+        return np.arange(self.federation.n_clients) if self.participants is None else self.participants.sampled
+
+    @property
+    def returned(self) -> np.ndarray:
+        """The sampled clients whose update reached the server this round."""
+        return np.arange(self.federation.n_clients) if self.participants is None else self.participants.returned
 
     def train(self, start: list, clients=None, mu: float = 0.0) -> list:
         """Local training of ``clients`` (default: all) from stacked ``start`` weights."""
@@ -66,10 +79,13 @@ class Context:
         return n_models * BYTES_PER_PARAM * n_params([w[None] for w in self.initial_weights])
 
     def traffic(self, up_models=1, down_models=1, **diagnostics) -> RoundInfo:
-        """Every client sends ``up_models`` and receives ``down_models`` models."""
+        """Each sampled client receives ``down_models`` models and each whose update
+        arrived sends ``up_models``; the others send and receive nothing."""
         n = self.federation.n_clients
-        return RoundInfo(np.full(n, self.model_bytes(up_models), dtype=np.int64),
-                         np.full(n, self.model_bytes(down_models), dtype=np.int64), diagnostics)
+        up, down = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        down[self.sampled] = self.model_bytes(down_models)
+        up[self.returned] = self.model_bytes(up_models)
+        return RoundInfo(up, down, diagnostics)
 
 
 class Method:
@@ -82,6 +98,7 @@ class Method:
     name = ""
     summary = ""
     Params = Params  # no parameters
+    partial_participation = False  # whether it runs with client sampling and dropouts (its docstring says how)
 
     def __init__(self, config):
         self.config = config
@@ -109,9 +126,14 @@ class ClusteredFedAvg(Method):
 
     Each client starts from its cluster's model, trains locally, and each cluster's model
     becomes the size-weighted mean of its clients' models (McMahan et al. 2017).
+
+    Absent clients (FedAvg's client fraction C): only the sampled clients train, each
+    cluster's model is the mean of the updates that arrived, and a cluster that got none
+    keeps its model; the assignment is fixed, so an absent client keeps its cluster.
     """
 
     mu = 0.0
+    partial_participation = True
 
     def assignment(self, ctx: Context) -> np.ndarray:
         raise NotImplementedError
@@ -122,6 +144,9 @@ class ClusteredFedAvg(Method):
         return ServerState([np.repeat(w[None], k, axis=0) for w in ctx.initial_weights], assignment)
 
     def round(self, state: ServerState, ctx: Context, r: int):
-        trained = ctx.train(state.client_models(), mu=self.mu)
-        models = cluster_average(trained, ctx.federation.sizes, state.assignment, state.n_clusters)
+        sampled, returned = ctx.sampled, ctx.returned
+        trained = ctx.train(take(state.models, state.assignment[sampled]), clients=sampled, mu=self.mu)
+        arrived = np.isin(sampled, returned)
+        models = update_clusters(state.models, [w[arrived] for w in trained], ctx.federation.sizes[returned],
+                                 state.assignment[returned])
         return ServerState(models, state.assignment), ctx.traffic()

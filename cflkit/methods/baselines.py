@@ -15,7 +15,9 @@ class FedAvg(ClusteredFedAvg):
 
     One global model; every round each client runs ``local_epochs`` of SGD from it and the
     server replaces it with the mean of the client models weighted by client size.
-    All clients take part in every round (the paper's C = 1).
+    The paper's client fraction C is ``participation`` (default 1: every client, every
+    round); with C < 1 or dropouts the model is the mean of the updates that arrived, and a
+    round in which none arrived keeps it (:class:`~cflkit.methods.base.ClusteredFedAvg`).
 
     >>> from cflkit import Config, run
     >>> result = run(Config(method="fedavg", scenario="iid", rounds=2, clients=4))  # doctest: +SKIP
@@ -78,10 +80,14 @@ class RandomClusters(ClusteredFedAvg):
 
 
 class Local(Method):
-    """Each client trains its own model on its own data; nothing is communicated."""
+    """Each client trains its own model on its own data; nothing is communicated.
+
+    With client sampling and dropouts, a client trains in the rounds it is sampled and
+    completes (its update "returns"); otherwise its model stays as it was."""
 
     name = "local"
     summary = "each client alone, no communication (lower bound on collaboration)"
+    partial_participation = True
 
     def init(self, ctx):
         n = ctx.federation.n_clients
@@ -89,8 +95,12 @@ class Local(Method):
 
     def round(self, state, ctx, r):
         n = ctx.federation.n_clients
-        return ServerState(ctx.train(state.models), state.assignment), RoundInfo(np.zeros(n, np.int64),
-                                                                                 np.zeros(n, np.int64))
+        done = ctx.returned
+        trained = ctx.train([w[done] for w in state.models], clients=done)
+        models = [w.copy() for w in state.models]
+        for m, w in zip(models, trained):
+            m[done] = w
+        return ServerState(models, state.assignment), RoundInfo(np.zeros(n, np.int64), np.zeros(n, np.int64))
 
 
 class Centralized(Method):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.aggregate import cluster_average
+from ..core.aggregate import update_clusters
 from ..core.trainer import take
 from .base import Context, Method, ServerState
 from .params import GROUPS, Params, at_least, cluster_count
@@ -28,18 +28,20 @@ class IFCAState(ServerState):
     choice: np.ndarray  # (n_clients,) candidate id each client chose
 
 
-def loss_matrix(ctx: Context, candidates: list) -> np.ndarray:
-    """Mean training loss of every candidate model on every client: shape (clients, K).
+def loss_matrix(ctx: Context, candidates: list, clients=None) -> np.ndarray:
+    """Mean training loss of every candidate model on each of ``clients`` (default: all):
+    shape (len(clients), K).
 
     This is what each client computes locally in IFCA's estimation step; only the
     argmin leaves the client.
     """
     fed = ctx.federation
+    clients = np.arange(fed.n_clients) if clients is None else np.asarray(clients)
     k = int(candidates[0].shape[0])
-    clients = np.repeat(np.arange(fed.n_clients), k)
-    models = np.tile(np.arange(k), fed.n_clients)
-    loss, _ = ctx.trainer.evaluate(take(candidates, models), [fed.train_index[c] for c in clients])
-    return loss.reshape(fed.n_clients, k)
+    rows = np.repeat(clients, k)
+    models = np.tile(np.arange(k), len(clients))
+    loss, _ = ctx.trainer.evaluate(take(candidates, models), [fed.train_index[c] for c in rows])
+    return loss.reshape(len(clients), k)
 
 
 def assign_by_loss(losses) -> np.ndarray:
@@ -76,13 +78,8 @@ def expose(candidates: list, choice) -> tuple[list, np.ndarray]:
 
 def update_candidates(candidates: list, trained: list, sizes, choice) -> list:
     """Each chosen candidate becomes the size-weighted mean of its clients' trained models;
-    candidates no client chose keep their weights."""
-    used = np.unique(choice)
-    averaged = cluster_average(trained, sizes, np.searchsorted(used, choice), len(used))
-    out = [c.copy() for c in candidates]
-    for o, a in zip(out, averaged):
-        o[used] = a
-    return out
+    candidates no client chose (or whose clients' updates were lost) keep their weights."""
+    return update_clusters(candidates, trained, sizes, choice)
 
 
 def random_models(ctx: Context, k: int, seed: int) -> list:
@@ -138,7 +135,14 @@ class IFCA(Method):
     before any training, picked poorly here (``docs/methods.md`` has the numbers, and how
     often one random draw recovers the groups).
 
-    Communication per round: each client downloads K models and uploads one.
+    Partial participation (the paper's Algorithm 1 samples a subset M_t of the clients each
+    round; 10 % in its CIFAR runs): only the sampled clients estimate their cluster and
+    train; a candidate is the mean of the updates that arrived; a client whose update did
+    not arrive, or that was not sampled, keeps its last choice (the server knows no newer
+    one). The restarts' trial rounds, part of the initialisation, use every client.
+
+    Communication per round: each sampled client downloads K models; each whose update
+    arrives uploads one.
     Diagnostics per round: ``n_clusters`` (non-empty clusters), ``objective`` (the loss
     that chose this round's assignment), ``changed`` (clients that switched cluster).
 
@@ -152,6 +156,7 @@ class IFCA(Method):
     summary = "IFCA: clients pick the lowest-loss of K models each round (Ghosh et al. 2020)"
 
     trial_rounds = 5  # IFCA rounds that judge each random restart (assignments settle by round 2-5 here)
+    partial_participation = True
 
     @dataclass(frozen=True)
     class Params(Params):
@@ -201,14 +206,23 @@ class IFCA(Method):
 
     def round(self, state: IFCAState, ctx: Context, r: int):
         fed = ctx.federation
+        sampled, returned = ctx.sampled, ctx.returned
+        arrived = np.isin(sampled, returned)
         candidates = state.candidates
-        losses = loss_matrix(ctx, candidates)  # the estimation step, on each client
-        choice = assign_by_loss(losses)
-        trained = ctx.train(take(candidates, choice))  # the local update, from the chosen model
-        candidates = update_candidates(candidates, trained, fed.sizes, choice)  # the server's averaging
+        losses = loss_matrix(ctx, candidates, sampled)  # the estimation step, on each sampled client
+        estimate = assign_by_loss(losses)
+        trained = ctx.train(take(candidates, estimate), clients=sampled)  # the local update, from the chosen model
+        candidates = update_candidates(candidates, [w[arrived] for w in trained], fed.sizes[returned],
+                                       estimate[arrived])  # the server's averaging of what arrived
+        choice = state.choice.copy()
+        choice[returned] = estimate[arrived]
         models, assignment = expose(candidates, choice)
         k = len(candidates[0])
+        info = ctx.traffic(up_models=1, down_models=k, n_clusters=len(models[0]),
+                           objective=objective(losses, fed.sizes[sampled]),
+                           changed=int((choice != state.choice).sum()))
         up, down = self.restart_traffic(k) if r == 1 else (0, 0)
-        info = ctx.traffic(up_models=1 + up, down_models=k + down, n_clusters=len(models[0]),
-                           objective=objective(losses, fed.sizes), changed=int((choice != state.choice).sum()))
+        if up or down:  # every client took part in the restarts' trial rounds
+            info.bytes_up += ctx.model_bytes(up)
+            info.bytes_down += ctx.model_bytes(down)
         return IFCAState(models, assignment, candidates=candidates, choice=choice), info

@@ -1,0 +1,108 @@
+"""Client sampling and dropouts: who trains, what arrives, what it costs, what stays put."""
+import numpy as np
+import pytest
+
+from cflkit import Config, run
+from cflkit.core.experiment import build_context, federation_from
+from cflkit.core.participation import Participants, draw_participants, participation_rng, sample_size
+from cflkit.methods import make_method
+
+SMALL = Config(dataset="digits", scenario="rotation", clients=12, groups=3, rounds=3, local_epochs=1)
+
+
+def test_a_sample_is_a_sorted_subset_of_the_counted_size_and_the_same_for_the_same_seed():
+    a = draw_participants(40, 0.25, 0.0, participation_rng(3))
+    b = draw_participants(40, 0.25, 0.0, participation_rng(3))
+    c = draw_participants(40, 0.25, 0.0, participation_rng(4))
+    assert len(a.sampled) == 10 and np.array_equal(a.sampled, np.unique(a.sampled))
+    assert a.sampled.min() >= 0 and a.sampled.max() < 40
+    assert np.array_equal(a.sampled, a.returned)  # no dropout: every update arrives
+    assert np.array_equal(a.sampled, b.sampled) and not np.array_equal(a.sampled, c.sampled)
+    assert sample_size(10, 0.01) == 1 and sample_size(10, 0.01, min_participants=4) == 4
+
+
+def test_everybody_takes_part_without_a_draw():
+    rng = participation_rng(0)
+    state = rng.bit_generator.state
+    p = draw_participants(7, 1.0, 0.0, rng)
+    assert np.array_equal(p.sampled, np.arange(7)) and np.array_equal(p.returned, np.arange(7))
+    assert rng.bit_generator.state == state
+
+
+def test_each_client_is_sampled_uniformly_and_updates_are_lost_at_the_dropout_rate():
+    rng = participation_rng(1)
+    draws = [draw_participants(20, 0.5, 0.3, rng) for _ in range(2000)]
+    sampled = np.zeros(20)
+    for d in draws:
+        sampled[d.sampled] += 1
+        assert set(d.returned) <= set(d.sampled)
+    assert np.allclose(sampled / len(draws), 0.5, atol=0.05)  # every client about half the rounds
+    lost = 1 - sum(len(d.returned) for d in draws) / sum(len(d.sampled) for d in draws)
+    assert abs(lost - 0.3) < 0.01  # 20000 Bernoulli(0.3) draws: std 0.0032
+
+
+def test_fedavg_trains_the_sample_and_counts_only_what_was_sent():
+    result = run(SMALL.replace(method="fedavg", participation=0.5, dropout=0.25, rounds=6))
+    h = result.history
+    rounds = h[h["round"] > 0]
+    assert (rounds.groupby("round")["participated"].sum() == 6).all()  # p x clients = 0.5 x 12
+    assert (rounds["returned"] <= rounds["participated"]).all()
+    assert rounds["returned"].sum() < rounds["participated"].sum()  # some updates were lost
+    absent = rounds[rounds["participated"] == 0]
+    assert (absent[["bytes_up", "bytes_down"]] == 0).all().all()
+    lost = rounds[(rounds["participated"] == 1) & (rounds["returned"] == 0)]
+    assert (lost["bytes_up"] == 0).all() and (lost["bytes_down"] > 0).all()  # it got the model, sent nothing
+    sent = rounds[rounds["returned"] == 1]
+    assert sent["bytes_up"].nunique() == 1 and sent["bytes_up"].iloc[0] > 0
+    assert h["accuracy"].notna().all()  # every client is evaluated every round, participant or not
+    again = run(SMALL.replace(method="fedavg", participation=0.5, dropout=0.25, rounds=6))
+    cols = ["participated", "returned", "loss", "cluster"]
+    assert h[cols].equals(again.history[cols])  # same seed, same sample, same numbers
+
+
+def _one_round(config, participants):
+    fed = federation_from(config)
+    method = make_method(config)
+    ctx = build_context(config, fed)
+    state = method.init(ctx)
+    ctx.participants = participants
+    after, info = method.round(state, ctx, 1)
+    return fed, state, after, info
+
+
+def test_a_cluster_that_got_no_update_keeps_its_model_bit_for_bit():
+    config = SMALL.replace(method="oracle")
+    fed = federation_from(config)
+    silent = 2  # no update of group 2 arrives: its clients are sampled but all drop out
+    sampled = np.arange(fed.n_clients)
+    returned = sampled[fed.groups != silent]
+    _, before, after, info = _one_round(config, Participants(sampled, returned))
+    for w0, w1 in zip(before.models, after.models):
+        assert np.array_equal(w0[silent], w1[silent])
+        assert all(not np.array_equal(w0[k], w1[k]) for k in range(3) if k != silent)
+    assert (info.bytes_up[fed.groups == silent] == 0).all() and (info.bytes_down > 0).all()
+
+
+def test_ifca_moves_only_the_clients_whose_estimate_arrived():
+    config = SMALL.replace(method="ifca")
+    fed = federation_from(config)
+    sampled, returned = np.arange(0, fed.n_clients, 2), np.arange(0, fed.n_clients, 4)
+    _, before, after, info = _one_round(config, Participants(sampled, returned))
+    unseen = np.setdiff1d(np.arange(fed.n_clients), returned)
+    assert np.array_equal(after.choice[unseen], before.choice[unseen])
+    k = len(before.candidates[0])
+    chosen_by_arrivals = set(after.choice[returned].tolist())
+    for j in range(k):  # a candidate no arrived update chose keeps its weights
+        same = all(np.array_equal(a[j], b[j]) for a, b in zip(before.candidates, after.candidates))
+        assert same == (j not in chosen_by_arrivals)
+    assert (info.bytes_down[sampled] == ctx_bytes(config, fed, k)).all() and (info.bytes_down[1::2] == 0).all()
+
+
+def ctx_bytes(config, fed, models):
+    return build_context(config, fed).model_bytes(models)
+
+
+@pytest.mark.parametrize("method", ["sattler", "pacfl", "cornflqs", "fedgroup", "centralized", "flhc"])
+def test_a_method_that_does_not_handle_absent_clients_refuses_them(method):
+    with pytest.raises(ValueError, match=f"method '{method}' does not handle absent clients yet"):
+        run(SMALL.replace(method=method, participation=0.5))

@@ -198,6 +198,8 @@ def cmd_list_method(name: str) -> int:
     doc = (cls.__doc__ or "").strip().split("\n\n")[0]
     if doc:
         print("  " + " ".join(doc.split()))
+    print(f"client sampling and dropouts: {'yes' if cls.partial_participation else 'no (participation 1, dropout 0)'}")
+    print(f"a client that never trained (holdout_clients): {cls.newcomer or 'refused, no rule'}")
     rows = cls.Params.describe()
     if not rows:
         print("parameters: none")

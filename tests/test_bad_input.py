@@ -135,6 +135,12 @@ CASES = [
      "method 'sattler' does not handle absent clients yet (participation=0.5, dropout=0); use participation=1", 2),
     (["compare", "--methods", "fedavg,cornflqs", "--set", "dropout=0.2"],
      "method 'cornflqs' does not handle absent clients yet", 2),
+    # clients never seen in training
+    (["run", "--set", "holdout_clients=16"], "holdout_clients must be in 0..clients-1=15 (at least one client trains)",
+     2),
+    (["run", "--set", "holdout_clients=-1"], "holdout_clients must be >= 0, got -1", 2),
+    (["run", "--method", "local", "--set", "holdout_clients=2"],
+     "method 'local' has no rule for a client that never trained (holdout_clients=2); use holdout_clients=0", 2),
     (["run", "--scenario", "natural"], "scenario 'natural' needs a dataset with sites", 2),
     (["run", "--dataset", "breast_cancer", "--method", "pacfl", "--set", "subspace_dim=31"],
      "subspace_dim=31 exceeds what the data allow: 30 features", 2),

@@ -23,9 +23,10 @@ import numpy as np
 import pytest
 
 from cflkit import Config, federation_from, run
+from cflkit.core.aggregate import update_clusters
 from cflkit.core.experiment import same_partition
 from cflkit.methods import METHODS
-from cflkit.methods.ifca import assign_by_loss, expose, objective, update_candidates
+from cflkit.methods.ifca import assign_by_loss, expose, objective
 from cflkit.methods.sattler import bipartition, split_clusters, update_norms
 
 ITERATIVE = ("sattler", "ifca", "cornflqs")
@@ -223,10 +224,10 @@ def test_assign_by_loss_and_expose():
         assign_by_loss([[np.nan, 1.0]])
 
 
-def test_update_candidates_keeps_unchosen_models():
+def test_update_clusters_keeps_unchosen_models():
     candidates = [np.array([[0.0], [10.0], [20.0]])]
     trained = [np.array([[1.0], [3.0], [21.0]])]
-    out = update_candidates(candidates, trained, [1, 3, 1], np.array([0, 0, 2]))
+    out = update_clusters(candidates, trained, [1, 3, 1], np.array([0, 0, 2]))
     assert out[0][:, 0].tolist() == [2.5, 10.0, 21.0]
 
 

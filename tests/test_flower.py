@@ -308,6 +308,8 @@ def test_killed_client_is_dropped_and_rejoins_after_restart(localhost_federation
     assert len(h) == 6 * 4  # rounds 0..5 x 4 clients: nothing lost
     dropped_rounds = sorted(h.loc[h["dropped"], "round"].unique())
     assert set(h.loc[h["dropped"], "client"]) == {victim}
+    assert (h.loc[h["dropped"], "returned"] == 0).all()  # its update did not arrive
+    assert (h.loc[(h["round"] > 0) & ~h["dropped"], ["participated", "returned"]] == 1).all().all()
     assert dropped_rounds and dropped_rounds[0] >= 2 and dropped_rounds[-1] < 5
     assert dropped_rounds == list(range(dropped_rounds[0], dropped_rounds[-1] + 1))
     final = h[h["round"] == 5]

@@ -67,7 +67,7 @@ def _one_round(config, participants):
     state = method.init(ctx)
     ctx.participants = participants
     after, info = method.round(state, ctx, 1)
-    return fed, state, after, info
+    return ctx, state, after, info
 
 
 def test_a_cluster_that_got_no_update_keeps_its_model_bit_for_bit():
@@ -87,7 +87,7 @@ def test_ifca_moves_only_the_clients_whose_estimate_arrived():
     config = SMALL.replace(method="ifca")
     fed = federation_from(config)
     sampled, returned = np.arange(0, fed.n_clients, 2), np.arange(0, fed.n_clients, 4)
-    _, before, after, info = _one_round(config, Participants(sampled, returned))
+    ctx, before, after, info = _one_round(config, Participants(sampled, returned))
     unseen = np.setdiff1d(np.arange(fed.n_clients), returned)
     assert np.array_equal(after.choice[unseen], before.choice[unseen])
     k = len(before.candidates[0])
@@ -95,11 +95,9 @@ def test_ifca_moves_only_the_clients_whose_estimate_arrived():
     for j in range(k):  # a candidate no arrived update chose keeps its weights
         same = all(np.array_equal(a[j], b[j]) for a, b in zip(before.candidates, after.candidates))
         assert same == (j not in chosen_by_arrivals)
-    assert (info.bytes_down[sampled] == ctx_bytes(config, fed, k)).all() and (info.bytes_down[1::2] == 0).all()
-
-
-def ctx_bytes(config, fed, models):
-    return build_context(config, fed).model_bytes(models)
+    assert (info.bytes_down[sampled] == ctx.model_bytes(k)).all() and (info.bytes_down[1::2] == 0).all()
+    assert (info.bytes_up[returned] == ctx.model_bytes(1)).all() and info.bytes_up.sum() == len(returned) * \
+        ctx.model_bytes(1)
 
 
 @pytest.mark.parametrize("method", ["sattler", "pacfl", "cornflqs", "fedgroup", "centralized", "flhc"])

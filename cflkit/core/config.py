@@ -55,6 +55,7 @@ class Config:
     participation: float = 1.0  # share of the clients sampled to train each round, in (0, 1]
     min_participants: int = 1  # at least this many clients are sampled each round
     dropout: float = 0.0  # probability that a sampled client's update does not arrive, in [0, 1)
+    holdout_clients: int = 0  # clients that never train, assigned by the method's newcomer rule at the end
     # method
     method: str = "fedavg"  # a name from `cflkit list`
     params: Any = None  # the method's own parameters (`cflkit list METHOD`); None: its defaults
@@ -91,6 +92,9 @@ class Config:
                              f"got {self.participation}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1) (the probability that an update is lost), got {self.dropout}")
+        if self.holdout_clients >= self.clients:
+            raise ValueError(f"holdout_clients must be in 0..clients-1={self.clients - 1} (at least one client "
+                             f"trains), got {self.holdout_clients}")
         if self.min_participants > self.clients:
             raise ValueError(f"min_participants must be in 1..clients={self.clients}, got {self.min_participants}")
         if any(r <= 0 for r in self.quantity_ratios):
@@ -214,7 +218,8 @@ def parameter_names() -> dict:
 FIELDS = {f.name: f for f in fields(Config) if f.name != "params"}
 # the smallest value of every integer field (and what a special value means)
 INT_MINIMUM = {"clients": 1, "groups": 1, "samples_per_client": 0, "classes_per_client": 1, "removed_classes": 0,
-               "rounds": 0, "local_epochs": 1, "batch_size": 1, "min_participants": 1, "seed": 0}
+               "rounds": 0, "local_epochs": 1, "batch_size": 1, "min_participants": 1, "holdout_clients": 0,
+               "seed": 0}
 INT_MEANING = {"samples_per_client": " (0: split the dataset)", "removed_classes": " (0: classes // groups)"}
 OPEN_RANGES = {"test_fraction": (0.0, 1.0)}
 assert set(INT_MINIMUM) == {n for n, f in FIELDS.items() if type(f.default) is int}, "every int field has a minimum"

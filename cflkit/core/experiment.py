@@ -40,6 +40,10 @@ def validate(config: Config, method: bool = True):
         raise ValueError(f"unknown model {config.model!r}; choose one of: {', '.join(MODELS)}")
     parse_scenario(config.scenario)
     _check_participation(config, METHODS)
+    if config.holdout_clients and not METHODS[config.method].newcomer:
+        able = [name for name, m in METHODS.items() if m.newcomer]
+        raise ValueError(f"method {config.method!r} has no rule for a client that never trained (holdout_clients="
+                         f"{config.holdout_clients}); use holdout_clients=0, or one of: {', '.join(able)}")
     if method:
         from ..methods import make_method
 
@@ -100,13 +104,20 @@ def run(config: Config, progress: bool = False, federation=None, out=None, force
         from .outputs import check_output
 
         check_output(out, "run", force=force, option="out")
+    from .holdout import add_newcomers, check_holdout, split_holdout
+
     fed = federation if federation is not None else federation_from(config)
+    check_holdout(config, fed)
+    train_ids, new_ids = split_holdout(fed.n_clients, config.holdout_clients, config.seed)
+    trains = fed.subset(train_ids) if len(new_ids) else fed  # the clients the method sees
     method = make_method(config)
-    check_fits(method, config, fed)
-    ctx = build_context(config, fed)
+    check_fits(method, config, trains)
+    ctx = build_context(config, trains)
     log.info("run %s on %s", config.method, fed.description)
     done = run_rounds(method, ctx, config.rounds, progress=progress)
     state, rows, diagnostics, wall = done.state, done.rows, done.diagnostics, done.wall_seconds
+    if len(new_ids):
+        rows, state = add_newcomers(method, done, ctx, fed, train_ids, new_ids)
 
     history = pd.DataFrame(rows)
     summary = summarize(history, fed, config, wall)
@@ -123,13 +134,19 @@ def check_fits(method, config: Config, fed):
         smallest = int(min(len(rows) for rows in fed.train_index))
         if method.params.subspace_dim > min(dim, smallest):
             raise ValueError(f"subspace_dim={method.params.subspace_dim} exceeds what the data allow: {dim} features "
-                             f"and "
-                             f"{smallest} training samples in the smallest client; choose 1..{min(dim, smallest)}")
+                             f"and {smallest} training samples in the smallest client; "
+                             f"choose 1..{min(dim, smallest)}")
 
 
 def summarize(history, fed, config, wall_seconds: float) -> dict:
-    """The ``summary.json`` of a run from its history (final round)."""
-    last = history[history["round"] == history["round"].max()].sort_values("client")
+    """The ``summary.json`` of a run from its history (final round): the clients that trained,
+    then apart those held out of training (:func:`~cflkit.core.holdout.unseen_summary`);
+    ``bytes_total`` counts everyone's traffic."""
+    from .holdout import unseen_summary
+
+    final = history[history["round"] == history["round"].max()].sort_values("client")
+    seen = history[history["holdout"] == 0] if "holdout" in history else history
+    last = final[final["holdout"] == 0] if "holdout" in final else final
     summary = {"method": config.method, "dataset": config.dataset, "scenario": config.scenario,
                "clients": fed.n_clients, "groups": fed.n_groups}
     summary.update(accuracy_summary(last["accuracy"].to_numpy(), last["test_size"].to_numpy()))
@@ -138,7 +155,9 @@ def summarize(history, fed, config, wall_seconds: float) -> dict:
         summary.update(regression_summary(last))
     summary.update(clustering_scores(last["group"].to_numpy(), last["cluster"].to_numpy()))
     summary["n_clusters"] = int(last["cluster"].nunique())
-    summary["stable_round"] = stable_round(history)
+    if "holdout" in final:
+        summary.update(unseen_summary(final))
+    summary["stable_round"] = stable_round(seen)
     summary["rounds"] = int(config.rounds)
     summary["bytes_total"] = int(history["bytes_up"].sum() + history["bytes_down"].sum())
     summary["wall_seconds"] = float(wall_seconds)

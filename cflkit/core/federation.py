@@ -62,6 +62,17 @@ class Federation:
     def n_outputs(self) -> int:
         return self.n_classes if self.task == "classification" else 1
 
+    def subset(self, clients) -> "Federation":
+        """The federation of ``clients`` only (renumbered 0..len-1, in the order given), sharing
+        the pooled rows: what a method sees when some clients never train."""
+        import dataclasses
+
+        clients = [int(c) for c in clients]
+        return dataclasses.replace(
+            self, train_index=[self.train_index[c] for c in clients], test_index=[self.test_index[c] for c in clients],
+            groups=self.groups[clients],
+            client_meta={k: [v[c] for c in clients] for k, v in self.client_meta.items()})
+
     def client(self, c: int):
         """``(x_train, y_train, x_test, y_test)`` of client ``c``."""
         tr, te = self.train_index[c], self.test_index[c]

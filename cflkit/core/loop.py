@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 HISTORY_COLUMNS = ("round", "client", "group", "cluster", "loss", "accuracy", "train_size", "test_size", "bytes_up",
-                   "bytes_down", "participated", "returned", "seconds")  # and the task's other metrics after accuracy
+                   "bytes_down", "participated", "returned", "holdout",
+                   "seconds")  # and the task's other metrics after accuracy
 
 
 class DivergenceError(RuntimeError):
@@ -121,7 +122,7 @@ def record(rows: list, r: int, state, ctx, up, down, seconds: float, hooks: Hook
                      **{k: float(v[c]) for k, v in m.items()},
                      "train_size": int(len(fed.train_index[c])), "test_size": int(len(fed.test_index[c])),
                      "bytes_up": int(up[c]), "bytes_down": int(down[c]), "participated": int(took_part[c]),
-                     "returned": int(arrived[c]), "seconds": seconds,
+                     "returned": int(arrived[c]), "holdout": 0, "seconds": seconds,
                      **{k: v[c] for k, v in extra.items()}})
     if not evaluated:
         return None, None

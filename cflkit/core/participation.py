@@ -40,17 +40,6 @@ class Participants:
     sampled: np.ndarray  # client ids, increasing
     returned: np.ndarray  # the subset of ``sampled`` whose update reached the server
 
-    @classmethod
-    def everyone(cls, n_clients: int) -> Participants:
-        every = np.arange(n_clients)
-        return cls(every, every)
-
-    def mask(self, n_clients: int, which: str = "sampled") -> np.ndarray:
-        """0/1 per client: whether it is in ``sampled`` (or ``returned``)."""
-        out = np.zeros(n_clients, dtype=np.int64)
-        out[getattr(self, which)] = 1
-        return out
-
 
 def draw_participants(n_clients: int, participation: float, dropout: float, rng: np.random.Generator,
                       min_participants: int = 1) -> Participants:

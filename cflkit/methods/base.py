@@ -69,6 +69,12 @@ class Context:
         """The sampled clients whose update reached the server this round."""
         return np.arange(self.federation.n_clients) if self.participants is None else self.participants.returned
 
+    def arrived(self, per_sampled):
+        """Of values stacked per sampled client (an array, or a list of them such as trained
+        weights), the rows of the clients whose update reached the server."""
+        keep = np.isin(self.sampled, self.returned)
+        return [w[keep] for w in per_sampled] if isinstance(per_sampled, list) else per_sampled[keep]
+
     def train(self, start: list, clients=None, mu: float = 0.0) -> list:
         """Local training of ``clients`` (default: all) from stacked ``start`` weights."""
         fed = self.federation
@@ -99,6 +105,8 @@ class Method:
     summary = ""
     Params = Params  # no parameters
     partial_participation = False  # whether it runs with client sampling and dropouts (its docstring says how)
+    newcomer = ""  # how a client that never trained joins a cluster (empty: it cannot; holdout_clients is refused)
+    newcomer_uploads = 0  # models a newcomer sends to be assigned (its update, for server-side rules)
 
     def __init__(self, config):
         self.config = config
@@ -112,6 +120,12 @@ class Method:
     def round(self, state: ServerState, ctx: Context, r: int) -> tuple[ServerState, RoundInfo]:
         """Round ``r`` (1, 2, ...): the new state and what was sent."""
         raise NotImplementedError
+
+    def assign_newcomers(self, state: ServerState, ctx: Context, members, newcomers) -> np.ndarray:
+        """The cluster (0..``state.n_clusters``-1) of each of ``newcomers``: clients of
+        ``ctx.federation`` that never trained, after the last round. ``state.assignment``
+        lists the clusters of ``members`` (ids in ``ctx.federation``), in that order."""
+        raise NotImplementedError(f"method {self.name!r} has no newcomer rule")
 
     def n_clusters(self, ctx: Context) -> int:
         """K for methods that need one: ``clusters``, or the planted groups for 'groups'."""
@@ -134,6 +148,10 @@ class ClusteredFedAvg(Method):
 
     mu = 0.0
     partial_participation = True
+    newcomer = "the global model"
+
+    def assign_newcomers(self, state, ctx, members, newcomers):
+        return np.zeros(len(newcomers), dtype=np.int64)
 
     def assignment(self, ctx: Context) -> np.ndarray:
         raise NotImplementedError
@@ -146,7 +164,29 @@ class ClusteredFedAvg(Method):
     def round(self, state: ServerState, ctx: Context, r: int):
         sampled, returned = ctx.sampled, ctx.returned
         trained = ctx.train(take(state.models, state.assignment[sampled]), clients=sampled, mu=self.mu)
-        arrived = np.isin(sampled, returned)
-        models = update_clusters(state.models, [w[arrived] for w in trained], ctx.federation.sizes[returned],
+        models = update_clusters(state.models, ctx.arrived(trained), ctx.federation.sizes[returned],
                                  state.assignment[returned])
         return ServerState(models, state.assignment), ctx.traffic()
+
+
+def lowest_loss(state: ServerState, ctx: Context, clients) -> np.ndarray:
+    """IFCA's cluster estimate for ``clients``: the cluster model of lowest loss on each
+    one's training data (Ghosh et al. 2020)."""
+    from .ifca import assign_by_loss, loss_matrix
+
+    return assign_by_loss(loss_matrix(ctx, state.models, clients))
+
+
+def same_value_cluster(state: ServerState, ctx: Context, member_values, new_values, newcomers) -> np.ndarray:
+    """Each newcomer joins the cluster holding most members with its value (a group, an
+    attribute); a value no member has falls back to :func:`lowest_loss`."""
+    member_values, assignment = np.asarray(member_values).astype(str), np.asarray(state.assignment)
+    out = np.full(len(newcomers), -1, dtype=np.int64)
+    for i, v in enumerate(np.asarray(new_values).astype(str)):
+        here = assignment[member_values == v]
+        if here.size:
+            out[i] = np.bincount(here).argmax()
+    unknown = np.flatnonzero(out < 0)
+    if unknown.size:
+        out[unknown] = lowest_loss(state, ctx, np.asarray(newcomers)[unknown])
+    return out

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.aggregate import balanced_random_assignment
-from .base import ClusteredFedAvg, Method, RoundInfo, ServerState
+from .base import ClusteredFedAvg, Method, RoundInfo, ServerState, same_value_cluster
 from .params import GROUPS, Params, at_least, cluster_count
 
 
@@ -56,9 +56,14 @@ class Oracle(ClusteredFedAvg):
 
     name = "oracle"
     summary = "FedAvg within each ground-truth group (upper bound for clustering)"
+    newcomer = "the cluster of its ground-truth group (lowest loss if no client of its group trained)"
 
     def assignment(self, ctx):
         return ctx.federation.groups
+
+    def assign_newcomers(self, state, ctx, members, newcomers):
+        groups = ctx.federation.groups
+        return same_value_cluster(state, ctx, groups[members], groups[newcomers], newcomers)
 
 
 class RandomClusters(ClusteredFedAvg):
@@ -75,15 +80,21 @@ class RandomClusters(ClusteredFedAvg):
         def check(self):
             cluster_count(self)
 
+    newcomer = "a random cluster (seeded)"
+
     def assignment(self, ctx):
         return balanced_random_assignment(ctx.federation.n_clients, self.n_clusters(ctx), ctx.rng)
+
+    def assign_newcomers(self, state, ctx, members, newcomers):
+        return ctx.rng.integers(state.n_clusters, size=len(newcomers)).astype(np.int64)
 
 
 class Local(Method):
     """Each client trains its own model on its own data; nothing is communicated.
 
     With client sampling and dropouts, a client trains in the rounds it is sampled and
-    completes (its update "returns"); otherwise its model stays as it was."""
+    completes (its update "returns"); otherwise its model stays as it was. A client that
+    never trained has no model: ``holdout_clients`` is refused."""
 
     name = "local"
     summary = "each client alone, no communication (lower bound on collaboration)"
@@ -112,6 +123,10 @@ class Centralized(Method):
 
     name = "centralized"
     summary = "one model on the pooled data of all clients (upper reference, not federated)"
+    newcomer = "the pooled model"
+
+    def assign_newcomers(self, state, ctx, members, newcomers):
+        return np.zeros(len(newcomers), dtype=np.int64)
 
     def init(self, ctx):
         n = ctx.federation.n_clients

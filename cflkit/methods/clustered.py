@@ -8,23 +8,57 @@ The named methods below (and PACFL, OCFL, FedGroup in their own files) are prese
 three parts: their ``Params`` set their papers' parts as defaults, and any part can be
 overridden (``--set representation=update --set clusterer=hdbscan``).
 
-Absent clients are not a concern here yet: every client takes part in every round.
+Absent clients are not a concern here yet: every client takes part in every round. A
+newcomer (a client held out of training, ``holdout_clients``) is represented as the clients
+were, from the mean of the final cluster models, and joins the cluster of the least mean
+distance to its members (:meth:`Clustered.assign_newcomers`).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.aggregate import cluster_average, contiguous
-from .base import ClusteredFedAvg, Context, Method, ServerState
+from ..core.aggregate import cluster_average, contiguous, weighted_average
+from .base import ClusteredFedAvg, Context, Method, ServerState, same_value_cluster
 from .params import GROUPS, Params, at_least, cluster_count, one_of
 from .parts.clustering import CLUSTERERS, METRICS, NEEDS_K, align, cluster, pairwise_distances
 from .parts.representations import NEEDS_TRAINING, REPRESENTATIONS, represent
 from .parts.triggers import TRIGGERS, fires
 
 LINKAGES = ("ward", "complete", "average", "single")
+NEWCOMER_RULE = ("its {representation} (one local training from the mean of the final cluster models), then the "
+                 "cluster of the least mean {metric} distance to its members")
+
+
+def newcomer_representations(name: str, state: ServerState, ctx: Context, members, newcomers, params=None):
+    """Representation ``name`` of the members and then of the newcomers, computed alike:
+    every one of them starts from the size-weighted mean of the final cluster models (the
+    common model a server-side method compares updates from) and, where the representation
+    needs it, trains once from it. Returns the :class:`Representation` and the start."""
+    everyone = np.concatenate([np.asarray(members), np.asarray(newcomers)]).astype(np.int64)
+    view = dataclasses.replace(ctx, federation=ctx.federation.subset(everyone), participants=None)
+    weights = np.bincount(state.assignment, weights=ctx.federation.sizes[members], minlength=state.n_clusters)
+    start = [np.repeat(w, len(everyone), axis=0) for w in weighted_average(state.models, weights)]
+    trained = view.train(start) if name in NEEDS_TRAINING else None
+    return represent(name, view, start, trained, params), start
+
+
+def nearest_cluster(distances, assignment, n_clusters: int) -> np.ndarray:
+    """For each row of ``distances`` (newcomers x members), the cluster whose members are
+    the least distant on average (average linkage to each cluster; ties: the lowest id).
+
+    >>> nearest_cluster([[0.1, 0.2, 0.9], [0.8, 0.9, 0.3]], [0, 0, 1], 2).tolist()
+    [0, 1]
+    """
+    D, assignment = np.asarray(distances, dtype=np.float64), np.asarray(assignment)
+    mean = np.full((len(D), n_clusters), np.inf)
+    for k in range(n_clusters):
+        if (assignment == k).any():
+            mean[:, k] = D[:, assignment == k].mean(axis=1)
+    return mean.argmin(axis=1).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -82,6 +116,8 @@ class Clustered(Method):
     name = "clustered"
     summary = "generic: representation x clusterer x trigger, then FedAvg per cluster"
     Params = ClusteredParams
+    newcomer = NEWCOMER_RULE.format(representation="representation", metric="metric")
+    newcomer_uploads = 1
 
     def __init__(self, config):
         super().__init__(config)
@@ -107,6 +143,15 @@ class Clustered(Method):
 
         rep = represent(self.representation, ctx, start, trained, self.params)
         return clustering_temperature(pairwise_distances(rep.X, "cosine"), TEMPERATURE_P)
+
+    def assign_newcomers(self, state, ctx, members, newcomers):
+        """A newcomer is represented as the clients were (the method's representation, from
+        the final models' mean) and joins the cluster of the least mean distance to its
+        members in the method's metric: the server's own view of clients, applied to one it
+        never saw."""
+        rep, _ = newcomer_representations(self.representation, state, ctx, members, newcomers, self.params)
+        D = rep.distance_matrix(self.metric)[len(members):, :len(members)]
+        return nearest_cluster(D, state.assignment, state.n_clusters)
 
     # -- the round ------------------------------------------------------------------------
     def init(self, ctx: Context) -> ClusteredState:
@@ -194,6 +239,7 @@ class Metadata(ClusteredFedAvg):
 
     name = "metadata"
     summary = "FedAvg within groups of a known client attribute (metadata_key)"
+    newcomer = "the cluster of its attribute's value (lowest loss if no client with that value trained)"
 
     @dataclass(frozen=True)
     class Params(Params):
@@ -203,7 +249,14 @@ class Metadata(ClusteredFedAvg):
         meta = ctx.federation.client_meta
         if not meta:
             raise ValueError("method 'metadata' needs a federation with client metadata; this one has none")
+        return contiguous(np.asarray(meta[self.key(meta)]).astype(str))
+
+    def key(self, meta) -> str:
         key = self.params.metadata_key or next(iter(meta))
         if key not in meta:
             raise ValueError(f"unknown metadata_key {key!r}; choose one of: {', '.join(meta)}")
-        return contiguous(np.asarray(meta[key]).astype(str))
+        return key
+
+    def assign_newcomers(self, state, ctx, members, newcomers):
+        values = np.asarray(ctx.federation.client_meta[self.key(ctx.federation.client_meta)])
+        return same_value_cluster(state, ctx, values[members], values[newcomers], newcomers)

@@ -8,10 +8,10 @@ from typing import Literal
 
 import numpy as np
 
-from ..core.aggregate import cluster_average, weighted_average
+from ..core.aggregate import cluster_average, update_clusters, weighted_average
 from ..core.trainer import take
-from .base import Context, Method
-from .ifca import IFCAState, assign_by_loss, expose, loss_matrix, update_candidates
+from .base import Context, Method, lowest_loss
+from .ifca import IFCAState, assign_by_loss, expose, loss_matrix
 from .params import GROUPS, Params, at_least, cluster_count, one_of
 from .parts.clustering import CLUSTERERS, cluster
 from .parts.representations import flatten
@@ -72,6 +72,9 @@ class CORNFLQS(Method):
     SGD. Communication: one model each way, except in CORN and loss-based rounds where
     every client downloads the K cluster models to evaluate them.
 
+    A newcomer (a client held out of training) makes the clients' choice once with the final
+    cluster models: the one of lowest loss on its training data.
+
     Diagnostics per round: ``phase`` (0 cold, 1 CORN, 2 loss-based, 3 fixed),
     ``n_clusters``, and in CORN rounds ``agreement`` (share of clients whose choice equals
     the server's cluster).
@@ -82,6 +85,7 @@ class CORNFLQS(Method):
 
     name = "cornflqs"
     summary = "CORNFLQS: alternate k-means on weights and loss-based choice until they agree (Ben Ali et al. 2025)"
+    newcomer = "the cluster model of lowest loss on its training data (its client-side rule)"
 
     @dataclass(frozen=True)
     class Params(Params):
@@ -97,6 +101,9 @@ class CORNFLQS(Method):
             one_of(self, "metric", ("euclidean", "cosine"))
             one_of(self, "linkage", ("ward", "complete", "average", "single"))
             at_least(self, "min_cluster_size", 1)
+
+    def assign_newcomers(self, state, ctx, members, newcomers):
+        return lowest_loss(state, ctx, newcomers)
 
     def init(self, ctx: Context) -> CornflqsState:
         n = ctx.federation.n_clients
@@ -132,7 +139,7 @@ class CORNFLQS(Method):
             if agree or corn_rounds >= max(1, int(self.config.rounds) // 2):
                 next_phase, agreed_at = "loss", (r if agree else None)
         else:  # loss-based (IFCA) rounds until the choice repeats, then fixed clusters
-            candidates = update_candidates(candidates, trained, fed.sizes, choice)
+            candidates = update_clusters(candidates, trained, fed.sizes, choice)
             if phase == "loss":
                 new = assign_by_loss(loss_matrix(ctx, candidates))
                 down = len(candidates[0])

@@ -20,6 +20,9 @@ Newcomers. Every other client (a *newcomer*) trains once from the same model and
 group whose reference update is closest in cosine dissimilarity to its own update.
 
 Then FedAvg runs within each group, which keeps its clients (the paper's static groups).
+A client held out of training (``holdout_clients``) is a newcomer of the same rule after the
+last round: its update from the mean of the final group models against each group's mean
+update from that model.
 
 Defaults from the paper and its code: alpha = 20; EDC with K singular directions; k-means;
 groups' cold-start models and updates averaged with equal weights, as in the code. MADC
@@ -114,6 +117,8 @@ class FedGroup(Clustered):
     name = "fedgroup"
     summary = "FedGroup: cold-start k-means on decomposed cosine similarities (EDC) of updates (Duan et al. 2021)"
     measure = "edc"  # edc or madc
+    newcomer = ("its update (from the mean of the final group models) joins the group whose mean update is the "
+                "closest in cosine dissimilarity (the paper's newcomer rule)")
     alpha = 20  # pre-train scaler: alpha * K clients form the groups, the others are newcomers
 
     @dataclass(frozen=True)
@@ -157,6 +162,15 @@ class FedGroup(Clustered):
         members = np.zeros(n, dtype=bool)
         members[chosen] = True
         return assignment, members
+
+    def assign_newcomers(self, state, ctx, members, newcomers):
+        from .clustered import newcomer_representations
+
+        X = newcomer_representations("update", state, ctx, members, newcomers)[0].X
+        m = len(members)
+        groups = np.stack([X[:m][state.assignment == g].mean(axis=0) if (state.assignment == g).any()
+                           else np.full(X.shape[1], np.nan) for g in range(state.n_clusters)])
+        return nearest_group(X[m:], np.nan_to_num(groups, nan=0.0))
 
     def round(self, state: ClusteredState, ctx: Context, r: int):
         if r != self.warmup + 1:  # FedAvg (before) or FedAvg within the groups (after)

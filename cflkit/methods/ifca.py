@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core.aggregate import update_clusters
 from ..core.trainer import take
-from .base import Context, Method, ServerState
+from .base import Context, Method, ServerState, lowest_loss
 from .params import GROUPS, Params, at_least, cluster_count
 
 
@@ -74,12 +74,6 @@ def expose(candidates: list, choice) -> tuple[list, np.ndarray]:
     choice = np.asarray(choice, dtype=np.int64)
     used = np.unique(choice)
     return take(candidates, used), np.searchsorted(used, choice).astype(np.int64)
-
-
-def update_candidates(candidates: list, trained: list, sizes, choice) -> list:
-    """Each chosen candidate becomes the size-weighted mean of its clients' trained models;
-    candidates no client chose (or whose clients' updates were lost) keep their weights."""
-    return update_clusters(candidates, trained, sizes, choice)
 
 
 def random_models(ctx: Context, k: int, seed: int) -> list:
@@ -141,6 +135,9 @@ class IFCA(Method):
     not arrive, or that was not sampled, keeps its last choice (the server knows no newer
     one). The restarts' trial rounds, part of the initialisation, use every client.
 
+    A newcomer (a client held out of training) runs the estimation step once with the final
+    cluster models: it joins the one of lowest loss on its training data.
+
     Communication per round: each sampled client downloads K models; each whose update
     arrives uploads one.
     Diagnostics per round: ``n_clusters`` (non-empty clusters), ``objective`` (the loss
@@ -157,6 +154,7 @@ class IFCA(Method):
 
     trial_rounds = 5  # IFCA rounds that judge each random restart (assignments settle by round 2-5 here)
     partial_participation = True
+    newcomer = "the cluster model of lowest loss on its training data (the estimation step)"
 
     @dataclass(frozen=True)
     class Params(Params):
@@ -185,7 +183,7 @@ class IFCA(Method):
                 return candidates, first
             trial, choice = candidates, first
             for _ in range(self.trial_rounds):
-                trial = update_candidates(trial, ctx.train(take(trial, choice)), fed.sizes, choice)
+                trial = update_clusters(trial, ctx.train(take(trial, choice)), fed.sizes, choice)
                 losses = loss_matrix(ctx, trial)
                 choice = assign_by_loss(losses)
             score = objective(losses, fed.sizes)
@@ -199,6 +197,9 @@ class IFCA(Method):
         trials = self.params.restarts * self.trial_rounds if self.params.restarts > 1 else 0
         return trials, trials * k
 
+    def assign_newcomers(self, state, ctx, members, newcomers):
+        return lowest_loss(state, ctx, newcomers)
+
     def init(self, ctx: Context) -> IFCAState:
         candidates, choice = self.initial_candidates(ctx)
         models, assignment = expose(candidates, choice)
@@ -207,15 +208,15 @@ class IFCA(Method):
     def round(self, state: IFCAState, ctx: Context, r: int):
         fed = ctx.federation
         sampled, returned = ctx.sampled, ctx.returned
-        arrived = np.isin(sampled, returned)
         candidates = state.candidates
         losses = loss_matrix(ctx, candidates, sampled)  # the estimation step, on each sampled client
         estimate = assign_by_loss(losses)
         trained = ctx.train(take(candidates, estimate), clients=sampled)  # the local update, from the chosen model
-        candidates = update_candidates(candidates, [w[arrived] for w in trained], fed.sizes[returned],
-                                       estimate[arrived])  # the server's averaging of what arrived
+        arrived = ctx.arrived(estimate)
+        candidates = update_clusters(candidates, ctx.arrived(trained), fed.sizes[returned],
+                                     arrived)  # the server's averaging of what arrived
         choice = state.choice.copy()
-        choice[returned] = estimate[arrived]
+        choice[returned] = arrived
         models, assignment = expose(candidates, choice)
         k = len(candidates[0])
         info = ctx.traffic(up_models=1, down_models=k, n_clusters=len(models[0]),

@@ -121,6 +121,12 @@ class Sattler(Method):
     method stays FedAvg). What was measured here, and settings that split, are in
     ``docs/methods.md``.
 
+    Newcomers (clients held out of training): each computes its update from the size-weighted
+    mean of the final cluster models, as every client did from the one model before the first
+    split, and joins the cluster whose members' updates from that model are the most similar
+    in cosine on average. The paper instead sorts a new client down its tree of splits,
+    comparing with the updates cached at each split; the tree's updates are not kept here.
+
     Diagnostics per round: ``mean_update_norm`` (the largest over clusters),
     ``max_update_norm`` (over all clients), ``n_clusters``, ``splits`` (clusters split this
     round), per-cluster lists ``cluster_mean_update_norms`` / ``cluster_max_update_norms``,
@@ -136,6 +142,9 @@ class Sattler(Method):
 
     name = "sattler"
     summary = "CFL: bipartition a cluster by update similarity when FedAvg stalls (Sattler et al. 2021)"
+    newcomer = ("its update (from the mean of the final cluster models), then the cluster of the least mean cosine "
+                "distance to its members' updates")
+    newcomer_uploads = 1
 
     @dataclass(frozen=True)
     class Params(Params):
@@ -149,6 +158,13 @@ class Sattler(Method):
                 at_least(self, name, 0.0)
             at_least(self, "warmup_rounds", 0)
             one_of(self, "linkage", ("complete", "single", "average"))
+
+    def assign_newcomers(self, state, ctx, members, newcomers):
+        from .clustered import nearest_cluster, newcomer_representations
+
+        rep, _ = newcomer_representations("update", state, ctx, members, newcomers)
+        D = rep.distance_matrix("cosine")[len(members):, :len(members)]
+        return nearest_cluster(D, state.assignment, state.n_clusters)
 
     def init(self, ctx: Context) -> SattlerState:
         n = ctx.federation.n_clients

@@ -227,6 +227,11 @@ def cmd_list() -> int:
     section("datasets:", {k: v[1] for k, v in DATASETS.items()})
     section("scenarios (combine with '+', e.g. rotation+quantity_skew):", {**PARTITIONS, **TRANSFORMS, **SIZINGS})
     section("natural federations (real datasets with sites; not combined):", NATURAL)
+    from .core.config import FIELDS, help_text
+
+    conditions = ("participation", "min_participants", "dropout", "holdout_clients", "drift_round", "drift_fraction")
+    section("federation conditions (compose with the scenarios; --set name=value; default in brackets):",
+            {k: f"{help_text(k)} [{FIELDS[k].default}]" for k in conditions})
     section("models:", MODELS)
     section("methods:", {k: m.summary for k, m in METHODS.items()})
     from .methods.clustered import TRIGGERS, Clustered

@@ -142,6 +142,16 @@ CASES = [
     (["run", "--method", "local", "--set", "holdout_clients=2"],
      "method 'local' has no rule for a client that never trained (holdout_clients=2); use holdout_clients=0", 2),
     (["run", "--scenario", "natural"], "scenario 'natural' needs a dataset with sites", 2),
+    # drift
+    (["run", "--rounds", "5", "--set", "drift_round=6"], "drift_round must be in 0..rounds=5 (0: no drift), got 6", 2),
+    (["run", "--set", "drift_round=-1"], "drift_round must be >= 0 (0: no drift), got -1", 2),
+    (["run", "--set", "drift_round=3", "--set", "drift_fraction=0"], "drift_fraction must be in (0, 1]", 2),
+    (["run", "--set", "drift_round=3", "--set", "drift_fraction=1.5"],
+     "drift_fraction must be in (0, 1] (the share of clients that switch group), got 1.5", 2),
+    (["run", "--scenario", "iid", "--set", "drift_round=3"],
+     "drift switches clients to another group, but scenario 'iid' with groups=4 plants one group", 2),
+    (["run", "--dataset", "air_quality", "--scenario", "natural", "--set", "drift_round=3"],
+     "drift needs a planted scenario", 2),
     (["run", "--dataset", "breast_cancer", "--method", "pacfl", "--set", "subspace_dim=31"],
      "subspace_dim=31 exceeds what the data allow: 30 features", 2),
     # cflkit run: config files

@@ -43,6 +43,8 @@ class Config:
     noise: float = 0.5  # feature_skew: strength of noise / scale / offset
     quantity_exponent: float = 1.5  # quantity_skew: Pareto tail exponent of client sizes
     quantity_ratios: tuple = ()  # quantity_skew: explicit size ratios, cycled over clients
+    drift_round: int = 0  # drift: from this round on drift_fraction of the clients hold another group's data (0: none)
+    drift_fraction: float = 0.25  # drift: share of the clients that switch group at drift_round, in (0, 1]
     # model and local training
     model: str = "mlp"  # mlp or cnn
     hidden: tuple = (64, 64)  # hidden layer sizes
@@ -95,6 +97,11 @@ class Config:
         if self.holdout_clients >= self.clients:
             raise ValueError(f"holdout_clients must be in 0..clients-1={self.clients - 1} (at least one client "
                              f"trains), got {self.holdout_clients}")
+        if self.drift_round > self.rounds:
+            raise ValueError(f"drift_round must be in 0..rounds={self.rounds} (0: no drift), got {self.drift_round}")
+        if not 0 < self.drift_fraction <= 1:
+            raise ValueError(f"drift_fraction must be in (0, 1] (the share of clients that switch group), "
+                             f"got {self.drift_fraction}")
         if self.min_participants > self.clients:
             raise ValueError(f"min_participants must be in 1..clients={self.clients}, got {self.min_participants}")
         if any(r <= 0 for r in self.quantity_ratios):
@@ -219,8 +226,9 @@ FIELDS = {f.name: f for f in fields(Config) if f.name != "params"}
 # the smallest value of every integer field (and what a special value means)
 INT_MINIMUM = {"clients": 1, "groups": 1, "samples_per_client": 0, "classes_per_client": 1, "removed_classes": 0,
                "rounds": 0, "local_epochs": 1, "batch_size": 1, "min_participants": 1, "holdout_clients": 0,
-               "seed": 0}
-INT_MEANING = {"samples_per_client": " (0: split the dataset)", "removed_classes": " (0: classes // groups)"}
+               "drift_round": 0, "seed": 0}
+INT_MEANING = {"samples_per_client": " (0: split the dataset)", "removed_classes": " (0: classes // groups)",
+               "drift_round": " (0: no drift)"}
 OPEN_RANGES = {"test_fraction": (0.0, 1.0)}
 assert set(INT_MINIMUM) == {n for n, f in FIELDS.items() if type(f.default) is int}, "every int field has a minimum"
 

@@ -38,8 +38,12 @@ def validate(config: Config, method: bool = True):
         raise ValueError(f"unknown method {config.method!r}; choose one of: {', '.join(METHODS)}")
     if config.model not in MODELS:
         raise ValueError(f"unknown model {config.model!r}; choose one of: {', '.join(MODELS)}")
-    parse_scenario(config.scenario)
+    parts = parse_scenario(config.scenario)
     _check_participation(config, METHODS)
+    if config.drift_round:
+        from .drift import check_drift_scenario
+
+        check_drift_scenario(config, parts)
     if config.holdout_clients and not METHODS[config.method].newcomer:
         able = [name for name, m in METHODS.items() if m.newcomer]
         raise ValueError(f"method {config.method!r} has no rule for a client that never trained (holdout_clients="
@@ -104,18 +108,29 @@ def run(config: Config, progress: bool = False, federation=None, out=None, force
         from .outputs import check_output
 
         check_output(out, "run", force=force, option="out")
+    from .drift import check_drift, drift
     from .holdout import add_newcomers, check_holdout, split_holdout
 
     fed = federation if federation is not None else federation_from(config)
     check_holdout(config, fed)
+    check_drift(config, fed)
+    after = None
+    if config.drift_round:  # one pooled array for before and after: one trainer
+        fed, after, switched = drift(fed, config.drift_fraction, config.seed)
+        fed.description = after.description = (f"{fed.description} · drift at round {config.drift_round}: "
+                                               f"{len(switched)} clients switch group")
     train_ids, new_ids = split_holdout(fed.n_clients, config.holdout_clients, config.seed)
     trains = fed.subset(train_ids) if len(new_ids) else fed  # the clients the method sees
     method = make_method(config)
     check_fits(method, config, trains)
+    if after is not None:
+        check_fits(method, config, after)
     ctx = build_context(config, trains)
     log.info("run %s on %s", config.method, fed.description)
-    done = run_rounds(method, ctx, config.rounds, progress=progress)
+    later = None if after is None else (config.drift_round, after.subset(train_ids) if len(new_ids) else after)
+    done = run_rounds(method, ctx, config.rounds, progress=progress, drift=later)
     state, rows, diagnostics, wall = done.state, done.rows, done.diagnostics, done.wall_seconds
+    fed = fed if after is None else after  # the federation as it ends
     if len(new_ids):
         rows, state = add_newcomers(method, done, ctx, fed, train_ids, new_ids)
 
@@ -157,6 +172,10 @@ def summarize(history, fed, config, wall_seconds: float) -> dict:
     summary["n_clusters"] = int(last["cluster"].nunique())
     if "holdout" in final:
         summary.update(unseen_summary(final))
+    if getattr(config, "drift_round", 0):
+        from .drift import drift_summary
+
+        summary.update(drift_summary(history, config.drift_round))
     summary["stable_round"] = stable_round(seen)
     summary["rounds"] = int(config.rounds)
     summary["bytes_total"] = int(history["bytes_up"].sum() + history["bytes_down"].sum())

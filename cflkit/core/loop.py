@@ -59,9 +59,11 @@ class Rounds:
 
 
 def run_rounds(method, ctx, rounds: int, progress: bool = False, hooks: Hooks | None = None,
-               label: str | None = None) -> Rounds:
+               label: str | None = None, drift: tuple | None = None) -> Rounds:
     """``method.init``, then ``method.round(state, ctx, r)`` for r = 1..``rounds``; after each
     (and after ``init``, as round 0) every client is evaluated with its cluster's model.
+    ``drift = (d, after)``: from round d on the method sees federation ``after``
+    (:mod:`cflkit.core.drift`; same clients and pooled rows as ``ctx.federation``).
     Raises :class:`DivergenceError` when a measured loss is not finite."""
     from .participation import draw_participants, is_partial, participation_rng
 
@@ -78,6 +80,8 @@ def run_rounds(method, ctx, rounds: int, progress: bool = False, hooks: Hooks | 
     for r in range(1, rounds + 1):
         t0 = time.perf_counter()
         hooks.begin_round(r, state)
+        if drift is not None and r == drift[0]:
+            ctx.federation = drift[1]
         if partial:
             ctx.participants = draw_participants(fed.n_clients, config.participation, config.dropout, stream,
                                                  config.min_participants)

@@ -109,13 +109,17 @@ def make_federation(dataset: Dataset, scenario: str = "iid", clients: int = 16, 
                                                   classes_per_client, removed_classes, rng)
     rows = _draw(dataset.y, dataset.n_classes, sizes, proportions, reuse=samples_per_client > 0, rng=rng)
     names = _planted_names(group_names, parts, dataset, n_groups, skew)
-    xs, ys = _transformed_clients(dataset, parts, rows, group, n_groups, skew, noise, rng)
+    xs, ys, transforms = _transformed_clients(dataset, parts, rows, group, n_groups, skew, noise, rng)
     train_index, test_index = _split_clients(ys, test_fraction, rng)
     params = dict(clients=clients, groups=n_groups, seed=seed, test_fraction=test_fraction,
                   samples_per_client=samples_per_client, alpha=alpha, classes_per_client=classes_per_client,
                   removed_classes=removed_classes, skew=skew, noise=noise,
                   quantity_exponent=quantity_exponent, quantity_ratios=list(quantity_ratios))
-    return _planted_federation(dataset, scenario, xs, ys, train_index, test_index, group, names, params)
+    fed = _planted_federation(dataset, scenario, xs, ys, train_index, test_index, group, names, params)
+    fed.recipe = dict(dataset=dataset, transforms=transforms, reuse=samples_per_client > 0,
+                      proportions=None if proportions is None else
+                      np.stack([proportions[np.flatnonzero(group == g)[0]] for g in range(n_groups)]))
+    return fed
 
 
 def _natural_instead(dataset, clients, groups, seed, test_fraction, samples_per_client) -> Federation:
@@ -135,26 +139,40 @@ def _planted_names(group_names, parts, dataset, n_groups, skew) -> list:
     return names
 
 
-def _transformed_clients(dataset, parts, rows, group, n_groups, skew, noise, rng) -> tuple[list, list]:
-    """Each client's features and labels with its group's transforms applied, in the scenario's part order."""
+def _transformed_clients(dataset, parts, rows, group, n_groups, skew, noise, rng) -> tuple[list, list, dict]:
+    """Each client's features and labels with its group's transforms applied, in the scenario's
+    part order; and the group transforms (:func:`group_transforms`), to redraw a client later."""
+    transforms = group_transforms(dataset, parts, n_groups, skew, noise, rng)
+    xs, ys = [], []
+    for c in range(len(rows)):
+        x, y = apply_transforms(dataset.x[rows[c]].copy(), dataset.y[rows[c]].copy(), int(group[c]), transforms, rng)
+        xs.append(x)
+        ys.append(y)
+    return xs, ys, transforms
+
+
+def group_transforms(dataset, parts, n_groups, skew, noise, rng) -> dict:
+    """What a group's transforms need, drawn once per federation: the label permutations
+    (``label_swap``) and the tabular feature permutations (``rotation``)."""
     perms = _label_perms(dataset.n_classes, n_groups, rng) if "label_swap" in parts else None
     feature_perms = ([np.arange(dataset.x.shape[1])] +
                      [rng.permutation(dataset.x.shape[1]) for _ in range(n_groups - 1)]) \
         if ("rotation" in parts and dataset.kind == "tabular") else None
-    xs, ys = [], []
-    for c in range(len(rows)):
-        x, y = dataset.x[rows[c]].copy(), dataset.y[rows[c]].copy()
-        g = int(group[c])
-        for part in parts:
-            if part == "rotation":
-                x = _rotate(x, g, n_groups) if dataset.kind == "image" else x[:, feature_perms[g]]
-            elif part == "label_swap":
-                y = perms[g][y]
-            elif part == "feature_skew":
-                x = _feature_skew(x, _skews(dataset, skew)[g % len(_skews(dataset, skew))], g, n_groups, noise, rng)
-        xs.append(x)
-        ys.append(y)
-    return xs, ys
+    return dict(parts=list(parts), kind=dataset.kind, n_groups=n_groups, perms=perms, feature_perms=feature_perms,
+                skews=_skews(dataset, skew) if "feature_skew" in parts else None, noise=noise)
+
+
+def apply_transforms(x, y, g: int, transforms: dict, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``x``, ``y`` as group ``g`` holds them (feature-skew noise drawn from ``rng``)."""
+    t = transforms
+    for part in t["parts"]:
+        if part == "rotation":
+            x = _rotate(x, g, t["n_groups"]) if t["kind"] == "image" else x[:, t["feature_perms"][g]]
+        elif part == "label_swap":
+            y = t["perms"][g][y]
+        elif part == "feature_skew":
+            x = _feature_skew(x, t["skews"][g % len(t["skews"])], g, t["n_groups"], t["noise"], rng)
+    return x, y
 
 
 def _split_clients(ys, test_fraction, rng) -> tuple[list, list]:

@@ -343,6 +343,9 @@ def run_on_grid(grid, config, out=None, timeout: float = DEFAULT_TIMEOUT, min_av
     if is_partial(config):  # Flower's own sampling (fraction_train) is not wired to these yet
         raise ValueError(f"on Flower every connected node trains each round: participation must be 1 and dropout 0 "
                          f"(got {config.participation:g}, {config.dropout:g}); run client sampling in process")
+    if config.drift_round:  # a node's data is its own: the server cannot redraw it
+        raise ValueError(f"on Flower each node keeps its own data: drift_round must be 0 (got {config.drift_round}); "
+                         f"run drift in process")
     if config.holdout_clients:  # every node of the grid is a training client
         raise ValueError(f"on Flower every connected node trains: holdout_clients must be 0 (got "
                          f"{config.holdout_clients}); run held-out clients in process")

@@ -1,6 +1,7 @@
 """Baselines every CFL comparison needs: FedAvg, FedProx, local, oracle, random, centralized."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,10 @@ class FedProx(FedAvg):
 
 
 class Oracle(ClusteredFedAvg):
-    """FedAvg within each ground-truth group: the upper bound a clustering can reach."""
+    """FedAvg within each ground-truth group: the upper bound a clustering can reach.
+
+    It knows the truth of every round: after a drift (``drift_round``) a client that switched
+    group trains in its new group's cluster from that round on."""
 
     name = "oracle"
     summary = "FedAvg within each ground-truth group (upper bound for clustering)"
@@ -64,6 +68,9 @@ class Oracle(ClusteredFedAvg):
     def assign_newcomers(self, state, ctx, members, newcomers):
         groups = ctx.federation.groups
         return same_value_cluster(state, ctx, groups[members], groups[newcomers], newcomers)
+
+    def round(self, state, ctx, r):
+        return super().round(dataclasses.replace(state, assignment=self.assignment(ctx)), ctx, r)
 
 
 class RandomClusters(ClusteredFedAvg):

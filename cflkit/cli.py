@@ -229,7 +229,8 @@ def cmd_list() -> int:
     section("natural federations (real datasets with sites; not combined):", NATURAL)
     from .core.config import FIELDS, help_text
 
-    conditions = ("participation", "min_participants", "dropout", "holdout_clients", "drift_round", "drift_fraction")
+    conditions = ("participation", "min_participants", "dropout", "holdout_clients", "arrival_round",
+                  "arrival_fraction", "drift_round", "drift_fraction")
     section("federation conditions (compose with the scenarios; --set name=value; default in brackets):",
             {k: f"{help_text(k)} [{FIELDS[k].default}]" for k in conditions})
     section("models:", MODELS)

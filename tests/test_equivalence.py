@@ -19,7 +19,7 @@ NAMES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir()) if GOLDEN.is_dir(
 REAL = ("heart", "air")  # need the offline copies of the real datasets
 TIMING = {"seconds", "wall_seconds"}
 PARTICIPATION = ("participated", "returned")  # history columns added since (client sampling, issue 13)
-ADDED = (*PARTICIPATION, "holdout")  # ... and clients held out of training (0: none is)
+ADDED = (*PARTICIPATION, "joined", "holdout")  # ... whether a client has joined (late clients), held out of training
 
 
 def _offline(dataset_word: str) -> bool:
@@ -49,7 +49,7 @@ def test_a_config_of_the_release_before_runs_to_the_same_numbers(name, tmp_path)
     got = pd.read_csv(tmp_path / "run" / "history.csv")
     columns = [c for c in expected.columns if c not in TIMING]
     assert [c for c in got.columns if c not in ADDED] == list(expected.columns)
-    assert (got["holdout"] == 0).all()
+    assert (got["holdout"] == 0).all() and (got["joined"] == 1).all()
     # everybody takes part (participation 1, no dropout): every client trained and returned in every round
     assert (got.loc[got["round"] > 0, list(PARTICIPATION)] == 1).all().all()
     assert (got.loc[got["round"] == 0, list(PARTICIPATION)] == 0).all().all()

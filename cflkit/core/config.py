@@ -58,6 +58,8 @@ class Config:
     min_participants: int = 1  # at least this many clients are sampled each round
     dropout: float = 0.0  # probability that a sampled client's update does not arrive, in [0, 1)
     holdout_clients: int = 0  # clients that never train, assigned by the method's newcomer rule at the end
+    arrival_round: int = 0  # late clients: arrival_fraction of the clients join only at this round (0: none)
+    arrival_fraction: float = 0.25  # late clients: share of the clients absent before arrival_round, in (0, 1]
     # method
     method: str = "fedavg"  # a name from `cflkit list`
     params: Any = None  # the method's own parameters (`cflkit list METHOD`); None: its defaults
@@ -102,6 +104,15 @@ class Config:
         if not 0 < self.drift_fraction <= 1:
             raise ValueError(f"drift_fraction must be in (0, 1] (the share of clients that switch group), "
                              f"got {self.drift_fraction}")
+        if self.arrival_round > self.rounds:
+            raise ValueError(f"arrival_round must be in 0..rounds={self.rounds} (0: every client from the start), "
+                             f"got {self.arrival_round}")
+        if self.arrival_round and self.clients - self.holdout_clients < 2:
+            raise ValueError(f"arrival_round={self.arrival_round} needs at least 2 training clients (one there from "
+                             f"the start), got clients={self.clients}, holdout_clients={self.holdout_clients}")
+        if not 0 < self.arrival_fraction <= 1:
+            raise ValueError(f"arrival_fraction must be in (0, 1] (the share of clients that join late), "
+                             f"got {self.arrival_fraction}")
         if self.min_participants > self.clients:
             raise ValueError(f"min_participants must be in 1..clients={self.clients}, got {self.min_participants}")
         if any(r <= 0 for r in self.quantity_ratios):
@@ -226,9 +237,9 @@ FIELDS = {f.name: f for f in fields(Config) if f.name != "params"}
 # the smallest value of every integer field (and what a special value means)
 INT_MINIMUM = {"clients": 1, "groups": 1, "samples_per_client": 0, "classes_per_client": 1, "removed_classes": 0,
                "rounds": 0, "local_epochs": 1, "batch_size": 1, "min_participants": 1, "holdout_clients": 0,
-               "drift_round": 0, "seed": 0}
+               "drift_round": 0, "arrival_round": 0, "seed": 0}
 INT_MEANING = {"samples_per_client": " (0: split the dataset)", "removed_classes": " (0: classes // groups)",
-               "drift_round": " (0: no drift)"}
+               "drift_round": " (0: no drift)", "arrival_round": " (0: every client from the start)"}
 OPEN_RANGES = {"test_fraction": (0.0, 1.0)}
 assert set(INT_MINIMUM) == {n for n, f in FIELDS.items() if type(f.default) is int}, "every int field has a minimum"
 

@@ -107,16 +107,11 @@ def drift_summary(history, drift_round: int) -> dict:
     (round d), and ``rounds_to_recover``: the rounds after d until ARI is back within
     :data:`RECOVERY_TOLERANCE` of its value before (0: it never fell that far; null: not
     by the end of the run)."""
-    from .metrics import clustering_scores
+    from .metrics import ari_by_round
 
-    seen = history[history["holdout"] == 0] if "holdout" in history else history
-
-    def ari(r):
-        rows = seen[seen["round"] == r].sort_values("client")
-        return clustering_scores(rows["group"].to_numpy(), rows["cluster"].to_numpy())["ari"]
-
-    before = ari(drift_round - 1)
-    after = {int(r): ari(r) for r in sorted(seen["round"].unique()) if r >= drift_round}
+    ari = ari_by_round(history)
+    before = ari[drift_round - 1]
+    after = {r: a for r, a in ari.items() if r >= drift_round}
     back = next((r for r, a in after.items() if a >= before - RECOVERY_TOLERANCE), None)
     return {"drift_round": int(drift_round), "ari_before_drift": before, "ari_after_drift": after[drift_round],
             "rounds_to_recover": None if back is None else back - drift_round}

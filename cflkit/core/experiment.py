@@ -60,9 +60,10 @@ def _check_participation(config: Config, methods: dict) -> None:
 
     if is_partial(config) and not methods[config.method].partial_participation:
         able = [name for name, m in methods.items() if m.partial_participation]
+        late = f", arrival_round={config.arrival_round}" if config.arrival_round else ""
         raise ValueError(f"method {config.method!r} does not handle absent clients yet (participation="
-                         f"{config.participation:g}, dropout={config.dropout:g}); use participation=1 and dropout=0, "
-                         f"or one of: {', '.join(able)}")
+                         f"{config.participation:g}, dropout={config.dropout:g}{late}); use participation=1 and "
+                         f"dropout=0{' and arrival_round=0' if late else ''}, or one of: {', '.join(able)}")
 
 
 def federation_from(config: Config):
@@ -172,6 +173,8 @@ def summarize(history, fed, config, wall_seconds: float) -> dict:
     summary["n_clusters"] = int(last["cluster"].nunique())
     if "holdout" in final:
         summary.update(unseen_summary(final))
+    if getattr(config, "arrival_round", 0):
+        summary.update(late_summary(history, last, config.arrival_round))
     if getattr(config, "drift_round", 0):
         from .drift import drift_summary
 
@@ -181,6 +184,20 @@ def summarize(history, fed, config, wall_seconds: float) -> dict:
     summary["bytes_total"] = int(history["bytes_up"].sum() + history["bytes_down"].sum())
     summary["wall_seconds"] = float(wall_seconds)
     return summary
+
+
+def late_summary(history, last, arrival_round: int) -> dict:
+    """The late clients (``arrival_round``) at the end: how many, their accuracy mean
+    (classification) and ``late_matched``, the share of them in the cluster holding most of
+    the clients there from the start of their group (:func:`~cflkit.core.holdout.matched_share`)."""
+    from .holdout import matched_share
+
+    late = set(history.loc[(history["round"] == 0) & (history["joined"] == 0), "client"].tolist())
+    new, early = last[last["client"].isin(late)], last[~last["client"].isin(late)]
+    out = {"arrival_round": int(arrival_round), "late_clients": len(late), "late_matched": matched_share(new, early)}
+    if new["accuracy"].notna().any():
+        out["accuracy_late_mean"] = float(new["accuracy"].mean())
+    return out
 
 
 def stable_round(history) -> int:

@@ -91,7 +91,13 @@ def unseen_summary(last) -> dict:
            "ari_unseen": clustering_scores(new["group"].to_numpy(), new["cluster"].to_numpy())["ari"]}
     if "rmse" in new:
         out["rmse_unseen_mean"] = float(new["rmse"].mean())
-    majority = seen.groupby("group")["cluster"].agg(lambda s: s.value_counts().index[0])
-    matched = [g in majority.index and majority[g] == k for g, k in zip(new["group"], new["cluster"])]
-    out["unseen_matched"] = float(np.mean(matched))
+    out["unseen_matched"] = matched_share(new, seen)
     return out
+
+
+def matched_share(new, seen) -> float:
+    """The share of the clients of rows ``new`` in the cluster that holds most of the clients
+    of ``seen`` of their group (ARI alone cannot see a newcomer put in another group's
+    cluster consistently)."""
+    majority = seen.groupby("group")["cluster"].agg(lambda s: s.value_counts().index[0])
+    return float(np.mean([g in majority.index and majority[g] == k for g, k in zip(new["group"], new["cluster"])]))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 HISTORY_COLUMNS = ("round", "client", "group", "cluster", "loss", "accuracy", "train_size", "test_size", "bytes_up",
-                   "bytes_down", "participated", "returned", "holdout",
+                   "bytes_down", "participated", "returned", "joined", "holdout",
                    "seconds")  # and the task's other metrics after accuracy
 
 
@@ -65,11 +65,15 @@ def run_rounds(method, ctx, rounds: int, progress: bool = False, hooks: Hooks | 
     ``drift = (d, after)``: from round d on the method sees federation ``after``
     (:mod:`cflkit.core.drift`; same clients and pooled rows as ``ctx.federation``).
     Raises :class:`DivergenceError` when a measured loss is not finite."""
-    from .participation import draw_participants, is_partial, participation_rng
+    from .participation import draw_participants, is_partial, late_clients, participation_rng
 
     hooks = hooks or Hooks()
     fed, config = ctx.federation, ctx.config
     partial, stream = is_partial(config), participation_rng(config.seed)
+    arrival = getattr(config, "arrival_round", 0)
+    if arrival:  # the late clients are not there before their round (cflkit.core.participation)
+        ctx.joined_ids = np.setdiff1d(np.arange(fed.n_clients),
+                                      late_clients(fed.n_clients, config.arrival_fraction, config.seed))
     start = time.perf_counter()
     hooks.begin_round(0, None)
     state = method.init(ctx)
@@ -82,14 +86,16 @@ def run_rounds(method, ctx, rounds: int, progress: bool = False, hooks: Hooks | 
         hooks.begin_round(r, state)
         if drift is not None and r == drift[0]:
             ctx.federation = drift[1]
+        if arrival and r == arrival:
+            ctx.joined_ids = None  # everybody is there from now on
         if partial:
             ctx.participants = draw_participants(fed.n_clients, config.participation, config.dropout, stream,
-                                                 config.min_participants)
+                                                 config.min_participants, pool=ctx.joined_ids)
         state, info = method.round(state, ctx, r)
         diagnostics.append({"round": r, **info.diagnostics})
         loss, score = record(rows, r, state, ctx, info.bytes_up, info.bytes_down, time.perf_counter() - t0, hooks)
         if loss is not None:
-            check_finite(loss, r, config, skip=hooks.unmeasured())
+            check_finite(loss, r, config, skip=hooks.unmeasured() | set(absent(ctx).tolist()))
         hooks.end_round(r, state)
         if bar is not None:
             shown = {} if score is None else {"acc" if fed.task == "classification" else "rmse":
@@ -114,6 +120,10 @@ def record(rows: list, r: int, state, ctx, up, down, seconds: float, hooks: Hook
         m = {k: np.full(fed.n_clients, np.nan) for k in METRICS[fed.task]}
     if "accuracy" not in m:
         m = {**m, "accuracy": np.full(fed.n_clients, np.nan)}  # the column exists for every task
+    joined = np.ones(fed.n_clients, dtype=np.int64)
+    joined[absent(ctx)] = 0
+    if not joined.all():  # a client that has not joined yet is not evaluated
+        m = {k: np.where(joined == 1, v, np.nan) for k, v in m.items()}
     extra = hooks.columns(r, fed.n_clients)
     took_part = np.zeros(fed.n_clients, dtype=np.int64)
     arrived = np.zeros(fed.n_clients, dtype=np.int64)
@@ -126,11 +136,16 @@ def record(rows: list, r: int, state, ctx, up, down, seconds: float, hooks: Hook
                      **{k: float(v[c]) for k, v in m.items()},
                      "train_size": int(len(fed.train_index[c])), "test_size": int(len(fed.test_index[c])),
                      "bytes_up": int(up[c]), "bytes_down": int(down[c]), "participated": int(took_part[c]),
-                     "returned": int(arrived[c]), "holdout": 0, "seconds": seconds,
+                     "returned": int(arrived[c]), "joined": int(joined[c]), "holdout": 0, "seconds": seconds,
                      **{k: v[c] for k, v in extra.items()}})
     if not evaluated:
         return None, None
     return m["loss"], (m["accuracy"] if fed.task == "classification" else m["rmse"])
+
+
+def absent(ctx) -> np.ndarray:
+    """The clients that have not joined the federation yet (``arrival_round``)."""
+    return np.setdiff1d(np.arange(ctx.federation.n_clients), ctx.joined)
 
 
 def check_finite(loss, r: int, config, skip=()):

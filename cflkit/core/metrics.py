@@ -60,3 +60,19 @@ def clustering_scores(groups, assignment) -> dict:
         "completeness": float(c),
         "v_measure": float(v),
     }
+
+
+def ari_by_round(history) -> dict:
+    """ARI of each round's clusters against that round's groups (``{round: ari}``), over the
+    clients that trained: those held out (``holdout``) and those not joined yet (``joined``)
+    left out. With drift the groups of a round are its own truth."""
+    rows = history
+    if "holdout" in rows:
+        rows = rows[rows["holdout"] == 0]
+    if "joined" in rows:
+        rows = rows[rows["joined"] == 1]
+    out = {}
+    for r, part in rows.groupby("round"):
+        part = part.sort_values("client")
+        out[int(r)] = clustering_scores(part["group"].to_numpy(), part["cluster"].to_numpy())["ari"]
+    return out

@@ -9,6 +9,13 @@ client's update is then lost with probability ``dropout``.
 
 The draws come from a stream of their own (:func:`participation_rng`), so that with
 everybody taking part the method's stream and its numbers are those of a full run.
+
+Late clients (``arrival_round`` = a > 0): a seeded share ``arrival_fraction`` of the
+clients (:func:`late_clients`, a stream of its own) has not joined the federation before
+round a: it is never sampled, never trains and is not evaluated (NaN metrics, ``joined`` =
+0 in the history); from round a on it is sampled like the others, and its first
+participation is the method's newcomer path (IFCA estimates its cluster by loss; the
+FedAvg family gives it its fixed cluster). At least one client is there from the start.
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 PARTICIPATION_STREAM = 2  # apart from the federation's (the seed) and the method's ([seed, 1])
+ARRIVAL_STREAM = 5  # holdout's is 3, drift's 4
 
 
 def participation_rng(seed: int) -> np.random.Generator:
@@ -42,13 +50,16 @@ class Participants:
 
 
 def draw_participants(n_clients: int, participation: float, dropout: float, rng: np.random.Generator,
-                      min_participants: int = 1) -> Participants:
+                      min_participants: int = 1, pool=None) -> Participants:
     """A round's sample (uniform, without replacement) and the updates that survive ``dropout``.
 
-    With ``participation == 1`` and ``dropout == 0`` nothing is drawn: everybody takes part.
+    ``pool``: the clients that may be sampled (ids, increasing; default all ``n_clients``),
+    the sample size counted on them. With ``participation == 1`` and ``dropout == 0``
+    nothing is drawn: the whole pool takes part.
     """
-    m = sample_size(n_clients, participation, min_participants)
-    sampled = np.arange(n_clients) if m == n_clients else np.sort(rng.choice(n_clients, size=m, replace=False))
+    pool = np.arange(n_clients) if pool is None else np.asarray(pool, dtype=np.int64)
+    m = sample_size(len(pool), participation, min_participants)
+    sampled = pool if m == len(pool) else np.sort(rng.choice(pool, size=m, replace=False))
     if dropout <= 0:
         return Participants(sampled, sampled)
     kept = rng.random(len(sampled)) >= dropout
@@ -56,5 +67,20 @@ def draw_participants(n_clients: int, participation: float, dropout: float, rng:
 
 
 def is_partial(config) -> bool:
-    """Whether a config samples clients or loses updates."""
-    return config.participation < 1 or config.dropout > 0
+    """Whether a config samples clients, loses updates or has clients join late."""
+    return config.participation < 1 or config.dropout > 0 or getattr(config, "arrival_round", 0) > 0
+
+
+def late_clients(n_clients: int, fraction: float, seed: int) -> np.ndarray:
+    """The clients that join at ``arrival_round``: ``round(fraction * n)`` of them, at least
+    one and at most n - 1 (someone must be there from the start), a seeded uniform draw.
+
+    >>> late_clients(40, 0.25, 0).size, late_clients(4, 1.0, 0).size, late_clients(4, 0.01, 0).size
+    (10, 3, 1)
+    """
+    if n_clients < 2:
+        raise ValueError(f"late clients need a federation of at least 2 clients (one there from the start), "
+                         f"got {n_clients}")
+    rng = np.random.default_rng([int(seed), ARRIVAL_STREAM])
+    k = min(n_clients - 1, max(1, int(round(fraction * n_clients))))
+    return np.sort(rng.choice(n_clients, size=k, replace=False)).astype(np.int64)

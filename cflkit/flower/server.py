@@ -340,6 +340,9 @@ def run_on_grid(grid, config, out=None, timeout: float = DEFAULT_TIMEOUT, min_av
     validate(config)
     from ..core.participation import is_partial
 
+    if config.arrival_round:  # every node connected to the grid is there from the start
+        raise ValueError(f"on Flower the nodes connected to the grid are the clients from round 1: arrival_round "
+                         f"must be 0 (got {config.arrival_round}); run late clients in process")
     if is_partial(config):  # Flower's own sampling (fraction_train) is not wired to these yet
         raise ValueError(f"on Flower every connected node trains each round: participation must be 1 and dropout 0 "
                          f"(got {config.participation:g}, {config.dropout:g}); run client sampling in process")

@@ -58,6 +58,13 @@ class Context:
     rng: np.random.Generator
     initial_weights: list  # one model's weights, unstacked
     participants: Participants | None = None
+    joined_ids: np.ndarray | None = None  # set by the loop while late clients have not joined (``arrival_round``)
+
+    @property
+    def joined(self) -> np.ndarray:
+        """The clients that have joined the federation by this round (ids, increasing): all,
+        unless some join late; the sample of a round is drawn among them."""
+        return np.arange(self.federation.n_clients) if self.joined_ids is None else self.joined_ids
 
     @property
     def sampled(self) -> np.ndarray:

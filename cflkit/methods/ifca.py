@@ -133,7 +133,10 @@ class IFCA(Method):
     round; 10 % in its CIFAR runs): only the sampled clients estimate their cluster and
     train; a candidate is the mean of the updates that arrived; a client whose update did
     not arrive, or that was not sampled, keeps its last choice (the server knows no newer
-    one). The restarts' trial rounds, part of the initialisation, use every client.
+    one). The restarts' trial rounds, part of the initialisation, use every client there at
+    the start. A client that joins late (``arrival_round``) estimates its cluster when it is
+    first sampled; until then it holds the placeholder estimate of the initial models (it is
+    neither trained nor evaluated).
 
     A newcomer (a client held out of training) runs the estimation step once with the final
     cluster models: it joins the one of lowest loss on its training data.
@@ -181,12 +184,14 @@ class IFCA(Method):
             first = assign_by_loss(loss_matrix(ctx, candidates))
             if restarts == 1:
                 return candidates, first
-            trial, choice = candidates, first
+            there = ctx.joined  # the clients of the federation at the start (late ones join later)
+            trial, choice = candidates, first[there]
             for _ in range(self.trial_rounds):
-                trial = update_clusters(trial, ctx.train(take(trial, choice)), fed.sizes, choice)
-                losses = loss_matrix(ctx, trial)
+                trained = ctx.train(take(trial, choice), clients=there)
+                trial = update_clusters(trial, trained, fed.sizes[there], choice)
+                losses = loss_matrix(ctx, trial, there)
                 choice = assign_by_loss(losses)
-            score = objective(losses, fed.sizes)
+            score = objective(losses, fed.sizes[there])
             if best is None or score < best[0]:
                 best = (score, candidates, first)
         return best[1], best[2]

@@ -48,6 +48,8 @@ TINY = {
     "11_explaining_clusters": dict(clients=8, groups=2, rounds=2, local_epochs=1, probes=3, num_samples=50,
                                    explainer_seeds=2, scenarios=["rotation", "label_swap"]),
     "12_deploying_with_flower": dict(rounds=2, local_epochs=1),
+    "13_realistic_federations": dict(clients=8, groups=2, rounds=4, local_epochs=1, restarts=1, holdout_clients=2,
+                                     arrival_round=2, drift_round=2),
 }
 # Notebooks on the real datasets: their files come from the offline copies (data/README.md).
 REAL_DATA = ("09_medical_heart_disease", "10_environmental_air_quality", "11_explaining_clusters",
@@ -83,6 +85,7 @@ FIGURES = {
                               + ["aligned_correlation_rotation", "heart_group_importance", "heart_importance",
                                  "heart_divergence"],
     "12_deploying_with_flower": ["per_hospital"],
+    "13_realistic_federations": ["participation_accuracy", "drift_ari", "drift_assignment"],
 }
 TABLES = {
     "00_setup_and_scenarios": ["scenarios.csv"],
@@ -101,6 +104,7 @@ TABLES = {
     "11_explaining_clusters": ["membership.csv", "agreement.csv", "contrast.csv", "divergence.csv",
                                "heart_top_features.csv", "heart_contrast.csv"],
     "12_deploying_with_flower": ["comparison.csv", "per_hospital.csv"],
+    "13_realistic_federations": ["participation.csv", "unseen.csv", "late.csv", "drift.csv"],
 }
 
 
@@ -339,6 +343,15 @@ def _check_results(stem: str, out: Path, executed):
         assert per_hospital.shape == (3, 4) and per_hospital.stack().between(0, 1).all()
         assert (out / "deployed" / "flower_events.csv").exists() and (out / "deployed" / "summary.json").exists()
         assert "processes left running: []" in _text(executed), "the notebook must stop the processes it started"
+    elif stem.startswith("13"):
+        sampled = pd.read_csv(out / "participation.csv")
+        assert len(sampled) == 6 and (sampled.groupby("method")["MB_total"].agg(lambda v: v.iloc[1] < v.iloc[0])).all()
+        unseen = pd.read_csv(out / "unseen.csv", index_col=0)
+        assert unseen.loc["oracle", "unseen_matched"] == 1.0 and unseen.loc["fedavg", "unseen_matched"] == 1.0
+        late = pd.read_csv(out / "late.csv", index_col=0)
+        assert (late["late_clients"] == round(0.25 * tiny["clients"])).all() and late.loc["oracle", "late_matched"] == 1
+        drift = pd.read_csv(out / "drift.csv", index_col=0)
+        assert drift.loc["oracle", "ari_after_drift"] == 1.0 and drift.loc["oracle", "rounds_to_recover"] == 0
     assert not re.search(r"Traceback|Error:", _text(executed)), "a cell printed an error"
     # interactive=True: the widgets' outputs live in the notebook's widget state.
     widgets = json.dumps(executed.metadata.get("widgets", {}))

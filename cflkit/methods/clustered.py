@@ -29,8 +29,17 @@ from .parts.representations import NEEDS_TRAINING, REPRESENTATIONS, represent
 from .parts.triggers import TRIGGERS, fires
 
 LINKAGES = ("ward", "complete", "average", "single")
-NEWCOMER_RULE = ("its {representation} (one local training from the mean of the final cluster models), then the "
-                 "cluster of the least mean {metric} distance to its members")
+NEWCOMER_RULE = ("its {representation}{start}, then the cluster of the least mean {metric} distance to its "
+                 "members")
+
+
+def newcomer_rule(params) -> str:
+    """The newcomer rule of a preset, in its own parts (``cflkit list METHOD`` prints it)."""
+    rep = params.representation
+    start = (" (one local training from the mean of the final cluster models)" if rep in NEEDS_TRAINING
+             else " (at the mean of the final cluster models)" if rep == "gradient" else " (from its own data)")
+    return NEWCOMER_RULE.format(representation=f"'{params.representation}' representation", start=start,
+                                metric=params.metric.replace("_", "-"))
 
 
 def newcomer_representations(name: str, state: ServerState, ctx: Context, members, newcomers, params=None):
@@ -116,7 +125,12 @@ class Clustered(Method):
     name = "clustered"
     summary = "generic: representation x clusterer x trigger, then FedAvg per cluster"
     Params = ClusteredParams
-    newcomer = NEWCOMER_RULE.format(representation="representation", metric="metric")
+    newcomer = newcomer_rule(ClusteredParams())
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if next(c for c in cls.__mro__ if "newcomer" in c.__dict__) is Clustered:  # a preset's rule, in its parts
+            cls.newcomer = newcomer_rule(cls.Params())
     newcomer_uploads = 1
 
     def __init__(self, config):

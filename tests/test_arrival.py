@@ -71,13 +71,6 @@ def test_a_method_that_does_not_handle_absent_clients_refuses_late_ones(method):
         run(SMALL.replace(method=method))
 
 
-def test_flower_refuses_late_clients_before_touching_the_grid():
-    from cflkit.flower.server import run_on_grid
-
-    with pytest.raises(ValueError, match="on Flower the nodes connected to the grid are the clients from round 1"):
-        run_on_grid(None, SMALL)
-
-
 def test_the_oracle_puts_late_clients_in_their_groups_cluster_and_fedavg_in_the_global_one():
     oracle = run(SMALL.replace(method="oracle")).summary
     assert oracle["late_matched"] == 1.0 and oracle["ari"] == 1.0 and "accuracy_late_mean" in oracle

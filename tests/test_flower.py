@@ -165,6 +165,27 @@ def test_grid_run_equals_the_in_process_run():
 
 
 @needs_flwr
+@pytest.mark.parametrize("method, conditions", [
+    ("ifca", dict(participation=0.5, dropout=0.3, restarts=2)),
+    ("fedavg", dict(participation=0.5, min_participants=2, dropout=0.2)),
+    ("oracle", dict(arrival_round=2, arrival_fraction=0.5, rounds=3)),
+])
+def test_client_sampling_dropouts_and_late_clients_give_the_in_process_history_on_a_grid(method, conditions):
+    """The loop draws who takes part from the run's own stream on both paths: same clients
+    sampled, same updates lost, same numbers; the nodes not sampled get no message."""
+    from cflkit import run
+    from cflkit.flower import run_on_grid
+
+    config = _digits(clients=6, method=method, rounds=conditions.pop("rounds", 3), **conditions)
+    a, b = run(config), run_on_grid(MemoryGrid(6), config)
+    for column in ("cluster", "participated", "returned", "joined", "bytes_up", "bytes_down"):
+        np.testing.assert_array_equal(a.history[column], b.history[column])
+    np.testing.assert_allclose(a.history["accuracy"], b.history["accuracy"], atol=1e-9)
+    np.testing.assert_allclose(a.history["loss"], b.history["loss"], atol=1e-5)
+    assert b.summary["dropouts"] == 0 and a.history["participated"].sum() < 6 * config.rounds
+
+
+@needs_flwr
 def test_a_dead_client_is_dropped_and_the_round_completes():
     from cflkit.core.aggregate import cluster_average
     from cflkit.core.experiment import build_context, federation_from

@@ -25,6 +25,12 @@ every dropout and every (re)joined node. A node that comes back — a restarted 
 with a new node id, the same ``partition-id`` — is found at the next call and takes part again.
 A dropout while a method initialises (round 0) is an error: there is no model to keep yet.
 
+Client sampling, simulated dropouts and late clients (``participation``, ``dropout``,
+``arrival_round``) are drawn by the round loop from the run's own stream, exactly as in
+process: the method sends messages to the sampled clients' nodes only, and ignores the
+updates the draw loses. So a grid run gives the in-process history for the same seed; a
+real dropout (a node that does not answer) comes on top and is recorded in ``dropped``.
+
 What the server holds. The ServerApp builds the federation from the config, as the nodes do:
 it needs the clients' row structure (sizes, which rows a call refers to) and the
 ground-truth groups for the scores. Training data never travel in messages — only models,
@@ -337,15 +343,7 @@ def run_on_grid(grid, config, out=None, timeout: float = DEFAULT_TIMEOUT, min_av
     from ..core.results import Result, save_run
     from ..methods import make_method
 
-    validate(config)
-    from ..core.participation import is_partial
-
-    if config.arrival_round:  # every node connected to the grid is there from the start
-        raise ValueError(f"on Flower the nodes connected to the grid are the clients from round 1: arrival_round "
-                         f"must be 0 (got {config.arrival_round}); run late clients in process")
-    if is_partial(config):  # Flower's own sampling (fraction_train) is not wired to these yet
-        raise ValueError(f"on Flower every connected node trains each round: participation must be 1 and dropout 0 "
-                         f"(got {config.participation:g}, {config.dropout:g}); run client sampling in process")
+    validate(config)  # methods that do not handle absent clients refuse sampling, dropouts and late clients
     if config.drift_round:  # a node's data is its own: the server cannot redraw it
         raise ValueError(f"on Flower each node keeps its own data: drift_round must be 0 (got {config.drift_round}); "
                          f"run drift in process")

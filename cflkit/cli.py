@@ -198,7 +198,10 @@ def cmd_list_method(name: str) -> int:
     doc = (cls.__doc__ or "").strip().split("\n\n")[0]
     if doc:
         print("  " + " ".join(doc.split()))
-    print(f"client sampling and dropouts: {'yes' if cls.partial_participation else 'no (participation 1, dropout 0)'}")
+    absent = "yes" if cls.handles_absent(cls.Params()) else "no (participation 1, dropout 0, arrival_round 0)"
+    if getattr(cls, "absent_rule", ""):
+        absent += f"; {cls.absent_rule}"
+    print(f"client sampling, dropouts and late clients: {absent}")
     print(f"a client that never trained (holdout_clients): {cls.newcomer or 'refused, no rule'}")
     rows = cls.Params.describe()
     if not rows:

@@ -148,9 +148,11 @@ CASES = [
     (["run", "--set", "arrival_round=3", "--set", "arrival_fraction=0"], "arrival_fraction must be in (0, 1]", 2),
     (["run", "--clients", "1", "--groups", "1", "--scenario", "iid", "--set", "arrival_round=2"],
      "arrival_round=2 needs at least 2 training clients (one there from the start)", 2),
-    (["run", "--method", "pacfl", "--set", "arrival_round=3"],
-     "method 'pacfl' does not handle absent clients yet (participation=1, dropout=0, arrival_round=3); use "
+    (["run", "--method", "sattler", "--set", "arrival_round=3"],
+     "method 'sattler' does not handle absent clients yet (participation=1, dropout=0, arrival_round=3); use "
      "participation=1 and dropout=0 and arrival_round=0", 2),
+    (["run", "--method", "kmeans", "--set", "participation=0.5"],
+     "method 'kmeans' does not handle absent clients yet (participation=0.5", 2),
     # drift
     (["run", "--rounds", "5", "--set", "drift_round=6"], "drift_round must be in 0..rounds=5 (0: no drift), got 6", 2),
     (["run", "--set", "drift_round=-1"], "drift_round must be >= 0 (0: no drift), got -1", 2),

@@ -100,7 +100,57 @@ def test_ifca_moves_only_the_clients_whose_estimate_arrived():
         ctx.model_bytes(1)
 
 
-@pytest.mark.parametrize("method", ["sattler", "pacfl", "cornflqs", "fedgroup", "centralized", "flhc"])
-def test_a_method_that_does_not_handle_absent_clients_refuses_them(method):
+@pytest.mark.parametrize("method, settings", [("sattler", {}), ("cornflqs", {}), ("fedgroup", {}),
+                                              ("centralized", {}), ("kmeans", {}), ("ocfl", {}),
+                                              ("clustered", dict(representation="outputs"))])
+def test_a_method_that_does_not_handle_absent_clients_refuses_them(method, settings):
     with pytest.raises(ValueError, match=f"method '{method}' does not handle absent clients yet"):
-        run(SMALL.replace(method=method, participation=0.5))
+        run(SMALL.replace(method=method, participation=0.5, **settings))
+
+
+def test_a_one_shot_server_side_method_clusters_the_clients_whose_update_arrived():
+    """FL+HC (warm-up 1) with half of the clients sampled: the clustering round clusters the
+    updates that arrived; every other client is pending, holds the largest cluster's model,
+    and joins a cluster at its first round, by distance to the kept representations."""
+    config = SMALL.replace(method="flhc", warmup_rounds=1, rounds=4, participation=0.5)
+    fed = federation_from(config)
+    ctx = build_context(config, fed)
+    method = make_method(config)
+    stream = participation_rng(config.seed)
+    state = method.init(ctx)
+    seen = set()
+    for r in range(1, config.rounds + 1):
+        ctx.participants = draw_participants(fed.n_clients, 0.5, 0.0, stream)
+        before = state
+        state, info = method.round(state, ctx, r)
+        if r == 1:  # the warm-up: FedAvg of what arrived, nobody pending
+            assert state.pending is None and state.n_clusters == 1
+        if r == 2:  # the clustering round: the sampled clients are clustered, the others pending
+            assert info.diagnostics["clustered"] == 1 and state.clustered_at == 2
+            assert np.array_equal(~state.pending, np.isin(np.arange(12), ctx.returned))
+            largest = np.bincount(state.assignment[ctx.returned],
+                                  weights=fed.sizes[ctx.returned]).argmax()
+            assert (state.assignment[state.pending] == largest).all()
+            seen = set(ctx.returned.tolist())
+        if r > 2:  # a pending client that took part joined; the clustered keep their clusters
+            joined = [c for c in ctx.returned if before.pending[c]]
+            assert not state.pending[joined].any()
+            kept = sorted(seen)
+            assert np.array_equal(state.assignment[kept], before.assignment[kept])
+            untouched = [k for k in range(before.n_clusters)
+                         if k not in set(before.assignment[[c for c in ctx.returned if not before.pending[c]]])]
+            for k in untouched:  # a cluster that got no update keeps its model bit for bit
+                assert all(np.array_equal(a[k], b[k]) for a, b in zip(state.models, before.models))
+    assert state.pending.sum() < 12 - len(seen)  # some pending clients joined
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, settings", [("pacfl", {}), ("flhc", {}), ("pacfl", dict(arrival_round=5)),
+                                              ("flhc", dict(arrival_round=5))])
+def test_one_shot_methods_recover_rotated_digits_with_half_the_clients_per_round(method, settings):
+    """Rotated digits, 40 clients, 4 groups, participation 0.5 and dropout 0.1: PACFL (one
+    shot at the start) and FL+HC (after its warm-up) recover the groups; every client that
+    was absent at the clustering joins its group's cluster at its first round."""
+    s = run(Config(method=method, clients=40, groups=4, rounds=20, participation=0.5, dropout=0.1,
+                   **settings)).summary
+    assert s["ari"] >= 0.9

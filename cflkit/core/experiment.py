@@ -58,8 +58,8 @@ def _check_participation(config: Config, methods: dict) -> None:
     """Refuse client sampling or dropouts for a method that does not handle absent clients."""
     from .participation import is_partial
 
-    if is_partial(config) and not methods[config.method].partial_participation:
-        able = [name for name, m in methods.items() if m.partial_participation]
+    if is_partial(config) and not methods[config.method].handles_absent(config.params):
+        able = [name for name, m in methods.items() if m.handles_absent(m.Params())]
         late = f", arrival_round={config.arrival_round}" if config.arrival_round else ""
         raise ValueError(f"method {config.method!r} does not handle absent clients yet (participation="
                          f"{config.participation:g}, dropout={config.dropout:g}{late}); use participation=1 and "

@@ -115,6 +115,12 @@ class Method:
     newcomer = ""  # how a client that never trained joins a cluster (empty: it cannot; holdout_clients is refused)
     newcomer_uploads = 0  # models a newcomer sends to be assigned (its update, for server-side rules)
 
+    @classmethod
+    def handles_absent(cls, params) -> bool:
+        """Whether the method runs, with these parameters, with client sampling, dropouts and
+        late clients (``participation`` < 1, ``dropout`` > 0, ``arrival_round`` > 0)."""
+        return cls.partial_participation
+
     def __init__(self, config):
         self.config = config
         self.params = config.params

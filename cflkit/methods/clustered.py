@@ -8,8 +8,21 @@ The named methods below (and PACFL, OCFL, FedGroup in their own files) are prese
 three parts: their ``Params`` set their papers' parts as defaults, and any part can be
 overridden (``--set representation=update --set clusterer=hdbscan``).
 
-Absent clients are not a concern here yet: every client takes part in every round. A
-newcomer (a client held out of training, ``holdout_clients``) is represented as the clients
+Absent clients (client sampling, lost updates, late clients), for the one-shot triggers
+``init`` and ``once``: before the clustering only the sampled clients train (FedAvg of what
+arrived); the clustering step clusters the clients whose representation the server has
+(at ``init``: every client there at the start; at ``once``: those whose update arrived
+that round; at the first round after the warm-up with two updates or more) and keeps their
+representations and the model they started from. A client
+that was absent then is *pending*: it holds the largest cluster's model until it first
+takes part; then it trains once from the kept start model, its representation is computed
+as the others' were, and it joins the cluster of the least mean distance to the kept
+ones (its update of that round is not averaged: it did not start from its cluster's
+model). Afterwards each cluster model is the mean of the updates that arrived; a cluster
+that got none keeps its model. The triggers ``every`` and ``temperature`` (k-means, OCFL)
+and the representation ``outputs`` refuse absent clients for now.
+
+A newcomer (a client held out of training, ``holdout_clients``) is represented as the clients
 were, from the mean of the final cluster models, and joins the cluster of the least mean
 distance to its members (:meth:`Clustered.assign_newcomers`).
 """
@@ -21,7 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.aggregate import cluster_average, contiguous, weighted_average
+from ..core.aggregate import cluster_average, contiguous, update_clusters, weighted_average
+from ..core.trainer import take
 from .base import ClusteredFedAvg, Context, Method, ServerState, same_value_cluster
 from .params import GROUPS, Params, at_least, cluster_count, one_of
 from .parts.clustering import CLUSTERERS, METRICS, NEEDS_K, align, cluster, pairwise_distances
@@ -116,6 +130,8 @@ class ClusteredState(ServerState):
 
     clustered_at: int | None = None  # the round of the (first) clustering; 0 = before training
     temperature: float = math.inf  # the last round's clustering temperature (trigger 'temperature')
+    pending: np.ndarray | None = None  # absent clients: True while a client has no cluster yet
+    reference: dict | None = None  # absent clients: the clustered representations and their start model
 
 
 class Clustered(Method):
@@ -140,10 +156,20 @@ class Clustered(Method):
         self.metric, self.linkage, self.warmup = p.metric, p.linkage, p.warmup_rounds
         self.threshold = p.distance_threshold or 0.0
 
+    absent_rule = ("triggers init and once: a client absent at the clustering joins, at its first round, the "
+                   "cluster nearest to the kept representations")
+
+    @classmethod
+    def handles_absent(cls, params) -> bool:
+        return params.trigger in ONE_SHOT and params.representation != "outputs"
+
     # -- the parts ------------------------------------------------------------------------
     def assign(self, ctx: Context, start, trained) -> np.ndarray:
         """The clustering step: cluster every client from its representation."""
-        rep = represent(self.representation, ctx, start, trained, self.params)
+        return self.cluster_representation(ctx, represent(self.representation, ctx, start, trained, self.params))
+
+    def cluster_representation(self, ctx: Context, rep) -> np.ndarray:
+        """Cluster the clients of ``rep`` (one row per client of ``ctx.federation``)."""
         k = 0 if (self.threshold and self.clusterer not in NEEDS_K) else self.n_clusters(ctx)
         D = rep.distance_matrix(self.metric) if self.metric == "principal_angle" else None
         return cluster(rep.X, self.clusterer, k=k, threshold=self.threshold, metric=self.metric,
@@ -171,6 +197,11 @@ class Clustered(Method):
     def init(self, ctx: Context) -> ClusteredState:
         n = ctx.federation.n_clients
         assignment = np.zeros(n, dtype=np.int64)
+        if self.trigger == "init" and ctx.joined_ids is not None:  # late clients: cluster those there
+            there = ctx.joined
+            start = [np.repeat(w[None], len(there), axis=0) for w in ctx.initial_weights]
+            return self._cluster_some(ClusteredState([w[None] for w in ctx.initial_weights], assignment), ctx,
+                                      there, start, None, 0)
         if self.trigger == "init":
             start = [np.repeat(w[None], n, axis=0) for w in ctx.initial_weights]
             assignment = self.assign(ctx, start, None)
@@ -179,6 +210,8 @@ class Clustered(Method):
                               clustered_at=0 if self.trigger == "init" else None)
 
     def round(self, state: ClusteredState, ctx: Context, r: int):
+        if ctx.participants is not None:
+            return self._absent_round(state, ctx, r)
         start = state.client_models()
         trained = ctx.train(start)  # the local update step, from each client's cluster model
         temperature = self.temperature(ctx, start, trained) if self.trigger == "temperature" else None
@@ -194,6 +227,77 @@ class Clustered(Method):
         new = ClusteredState(models, assignment, clustered_at=clustered_at,
                              temperature=state.temperature if temperature is None else temperature)
         return new, ctx.traffic(**diagnostics)
+
+
+    # -- absent clients (one-shot triggers) ---------------------------------------------------
+    def _absent_round(self, state: ClusteredState, ctx: Context, r: int):
+        """A round with client sampling, lost updates or late clients (see the module)."""
+        fed = ctx.federation
+        pending = np.zeros(fed.n_clients, bool) if state.pending is None else state.pending
+        sampled, returned = ctx.sampled, ctx.returned
+        regular, first = sampled[~pending[sampled]], sampled[pending[sampled]]
+        start = take(state.models, state.assignment[regular])
+        trained = ctx.train(start, clients=regular)
+        keep = np.isin(regular, returned)
+        arrived, updates = regular[keep], [w[keep] for w in trained]
+        if self.trigger == "once" and state.clustered_at is None and r > self.warmup and len(arrived) >= 2:
+            state = self._cluster_some(state, ctx, arrived, [w[keep] for w in start], updates, r)
+        else:
+            models = update_clusters(state.models, updates, fed.sizes[arrived], state.assignment[arrived])
+            state = dataclasses.replace(state, models=models)
+        if state.reference is not None and len(first):
+            state = self._join(state, ctx, first[np.isin(first, returned)])
+        return state, ctx.traffic(clustered=int(state.clustered_at == r))
+
+    def _cluster_some(self, state, ctx, clients, start, trained, r: int) -> ClusteredState:
+        """The clustering step on ``clients`` only (their start models and updates stacked);
+        every other client is pending. Keeps their representations and the start model."""
+        fed = ctx.federation
+        view = dataclasses.replace(ctx, federation=fed.subset(clients), participants=None, joined_ids=None)
+        rep = represent(self.representation, view, start, trained, self.params)
+        sub = self.cluster_representation(view, rep)
+        k = int(sub.max()) + 1
+        models = (cluster_average(trained, fed.sizes[clients], sub, k) if trained is not None
+                  else [np.repeat(w[:1], k, axis=0) for w in start])
+        assignment = np.full(fed.n_clients, np.bincount(sub, weights=fed.sizes[clients]).argmax(), dtype=np.int64)
+        assignment[clients] = sub
+        pending = np.ones(fed.n_clients, bool)
+        pending[clients] = False
+        reference = {"rep": rep, "assignment": sub, "start": [w[0] for w in start]}
+        return ClusteredState(models, assignment, clustered_at=r, temperature=state.temperature, pending=pending,
+                              reference=reference)
+
+    def _join(self, state, ctx, clients) -> ClusteredState:
+        """Pending ``clients`` whose update arrived: trained once from the kept start model,
+        represented as the clustered clients were, each joins the nearest cluster."""
+        if not len(clients):
+            return state
+        ref = state.reference
+        view = dataclasses.replace(ctx, federation=ctx.federation.subset(clients), participants=None, joined_ids=None)
+        start = [np.repeat(w[None], len(clients), axis=0) for w in ref["start"]]
+        trained = view.train(start) if self.representation in NEEDS_TRAINING else None
+        new = represent(self.representation, view, start, trained, self.params)
+        D = representation_distances(ref["rep"], new, self.metric, int(np.prod(ctx.federation.input_shape)))
+        assignment, pending = state.assignment.copy(), state.pending.copy()
+        assignment[clients] = nearest_cluster(D, ref["assignment"], state.n_clusters)
+        pending[clients] = False
+        return dataclasses.replace(state, assignment=assignment, pending=pending)
+
+
+ONE_SHOT = ("init", "once")
+
+
+def representation_distances(reference, new, metric: str, n_features: int) -> np.ndarray:
+    """Distances (new clients x reference clients) between two representations of the same
+    kind, in ``metric`` (principal angles: from the subspace bases, ``n_features`` rows each)."""
+    X = np.vstack([reference.X, new.X])
+    if metric == "principal_angle":
+        from .pacfl import principal_angle_distances
+
+        D = principal_angle_distances([x.reshape(n_features, -1) for x in X])
+    else:
+        D = pairwise_distances(X, metric)
+    return D[len(reference.X):, :len(reference.X)]
 
 
 class FLHC(Clustered):

@@ -121,6 +121,10 @@ class FedGroup(Clustered):
                 "closest in cosine dissimilarity (the paper's newcomer rule)")
     alpha = 20  # pre-train scaler: alpha * K clients form the groups, the others are newcomers
 
+    @classmethod
+    def handles_absent(cls, params) -> bool:
+        return False  # its cold start and newcomer rounds need every client (not yet with absent ones)
+
     @dataclass(frozen=True)
     class Params(ClusteredParams):
         clusterer: str = "kmeans"  # the paper's k-means on the decomposed cosine similarities

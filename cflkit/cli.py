@@ -199,7 +199,7 @@ def cmd_list_method(name: str) -> int:
     if doc:
         print("  " + " ".join(doc.split()))
     absent = "yes" if cls.handles_absent(cls.Params()) else "no (participation 1, dropout 0, arrival_round 0)"
-    if getattr(cls, "absent_rule", ""):
+    if getattr(cls, "absent_rule", "") and cls.handles_absent(cls.Params()):
         absent += f"; {cls.absent_rule}"
     print(f"client sampling, dropouts and late clients: {absent}")
     print(f"a client that never trained (holdout_clients): {cls.newcomer or 'refused, no rule'}")

@@ -30,8 +30,8 @@ def test_a_drifted_client_holds_its_new_groups_rotation_of_real_rows_and_keeps_i
     assert len(switched) == 6 and np.array_equal(after.groups[stay], fed.groups[stay])
     assert (after.groups[switched] != fed.groups[switched]).all()  # each moves to another group
     assert np.array_equal(after.sizes, fed.sizes) and np.array_equal(after.test_sizes, fed.test_sizes)
-    digits = load_dataset("digits").x.reshape(len(load_dataset("digits").x), -1)
-    known = {row.tobytes() for row in digits.astype(np.float32)}
+    digits = load_dataset("digits").x
+    known = {row.tobytes() for row in digits.reshape(len(digits), -1).astype(np.float32)}
     for c in switched:
         rows = np.concatenate([after.train_index[c], after.test_index[c]])
         assert rows.min() >= len(fed.x)  # redrawn, not the old rows

@@ -35,9 +35,9 @@ def drifted_clients(n_clients: int, fraction: float, seed: int) -> np.ndarray:
     >>> drifted_clients(40, 0.25, 0).size, drifted_clients(3, 0.01, 0).size
     (10, 1)
     """
-    rng = np.random.default_rng([int(seed), DRIFT_STREAM])
-    k = min(n_clients, max(1, int(round(fraction * n_clients))))
-    return np.sort(rng.choice(n_clients, size=k, replace=False)).astype(np.int64)
+    from .participation import seeded_clients
+
+    return seeded_clients(n_clients, min(n_clients, max(1, int(round(fraction * n_clients)))), seed, DRIFT_STREAM)
 
 
 def check_drift_scenario(config, parts) -> None:
@@ -80,8 +80,8 @@ def drift(fed, fraction: float, seed: int):
     offset = len(fed.y)
     for c in clients:
         g = int((fed.groups[c] + rng.integers(1, n_groups)) % n_groups)
-        n_train, n_test = len(fed.train_index[c]), len(fed.test_index[c])
-        size = np.array([n_train + n_test])
+        n_test = len(fed.test_index[c])
+        size = np.array([len(fed.train_index[c]) + n_test])
         p = None if recipe["proportions"] is None else recipe["proportions"][g][None]
         rows = _draw(dataset.y, dataset.n_classes, size, p, reuse=True, rng=rng)[0]
         x, y = apply_transforms(dataset.x[rows].copy(), dataset.y[rows].copy(), g, transforms, rng)

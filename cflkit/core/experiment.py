@@ -123,9 +123,7 @@ def run(config: Config, progress: bool = False, federation=None, out=None, force
     train_ids, new_ids = split_holdout(fed.n_clients, config.holdout_clients, config.seed)
     trains = fed.subset(train_ids) if len(new_ids) else fed  # the clients the method sees
     method = make_method(config)
-    check_fits(method, config, trains)
-    if after is not None:
-        check_fits(method, config, after)
+    check_fits(method, config, trains)  # drifted clients keep their sizes: the same check holds after
     ctx = build_context(config, trains)
     log.info("run %s on %s", config.method, fed.description)
     later = None if after is None else (config.drift_round, after.subset(train_ids) if len(new_ids) else after)
@@ -173,9 +171,9 @@ def summarize(history, fed, config, wall_seconds: float) -> dict:
     summary["n_clusters"] = int(last["cluster"].nunique())
     if "holdout" in final:
         summary.update(unseen_summary(final))
-    if getattr(config, "arrival_round", 0):
+    if config.arrival_round:
         summary.update(late_summary(history, last, config.arrival_round))
-    if getattr(config, "drift_round", 0):
+    if config.drift_round:
         from .drift import drift_summary
 
         summary.update(drift_summary(history, config.drift_round))

@@ -29,9 +29,10 @@ def split_holdout(n_clients: int, holdout: int, seed: int) -> tuple[np.ndarray, 
     """
     if not 0 <= holdout < n_clients:
         raise ValueError(f"holdout_clients must be in 0..{n_clients - 1} (at least one client trains), got {holdout}")
-    rng = np.random.default_rng([int(seed), HOLDOUT_STREAM])
-    new = np.sort(rng.choice(n_clients, size=holdout, replace=False)) if holdout else np.zeros(0, np.int64)
-    return np.setdiff1d(np.arange(n_clients), new), new.astype(np.int64)
+    from .participation import seeded_clients
+
+    new = seeded_clients(n_clients, holdout, seed, HOLDOUT_STREAM)
+    return np.setdiff1d(np.arange(n_clients), new), new
 
 
 def check_holdout(config, fed) -> None:

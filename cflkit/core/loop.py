@@ -70,7 +70,7 @@ def run_rounds(method, ctx, rounds: int, progress: bool = False, hooks: Hooks | 
     hooks = hooks or Hooks()
     fed, config = ctx.federation, ctx.config
     partial, stream = is_partial(config), participation_rng(config.seed)
-    arrival = getattr(config, "arrival_round", 0)
+    arrival = config.arrival_round
     if arrival:  # the late clients are not there before their round (cflkit.core.participation)
         ctx.joined_ids = np.setdiff1d(np.arange(fed.n_clients),
                                       late_clients(fed.n_clients, config.arrival_fraction, config.seed))

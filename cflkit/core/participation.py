@@ -27,6 +27,15 @@ PARTICIPATION_STREAM = 2  # apart from the federation's (the seed) and the metho
 ARRIVAL_STREAM = 5  # holdout's is 3, drift's 4
 
 
+def seeded_clients(n_clients: int, k: int, seed: int, stream: int) -> np.ndarray:
+    """``k`` of ``n_clients`` clients drawn uniformly without replacement from the stream
+    ``[seed, stream]`` (ids, increasing): who is held out, drifts or joins late."""
+    if not k:
+        return np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng([int(seed), int(stream)])
+    return np.sort(rng.choice(n_clients, size=k, replace=False)).astype(np.int64)
+
+
 def participation_rng(seed: int) -> np.random.Generator:
     """The stream of a run's client samples and dropouts."""
     return np.random.default_rng([int(seed), PARTICIPATION_STREAM])
@@ -68,7 +77,7 @@ def draw_participants(n_clients: int, participation: float, dropout: float, rng:
 
 def is_partial(config) -> bool:
     """Whether a config samples clients, loses updates or has clients join late."""
-    return config.participation < 1 or config.dropout > 0 or getattr(config, "arrival_round", 0) > 0
+    return config.participation < 1 or config.dropout > 0 or config.arrival_round > 0
 
 
 def late_clients(n_clients: int, fraction: float, seed: int) -> np.ndarray:
@@ -81,6 +90,5 @@ def late_clients(n_clients: int, fraction: float, seed: int) -> np.ndarray:
     if n_clients < 2:
         raise ValueError(f"late clients need a federation of at least 2 clients (one there from the start), "
                          f"got {n_clients}")
-    rng = np.random.default_rng([int(seed), ARRIVAL_STREAM])
-    k = min(n_clients - 1, max(1, int(round(fraction * n_clients))))
-    return np.sort(rng.choice(n_clients, size=k, replace=False)).astype(np.int64)
+    return seeded_clients(n_clients, min(n_clients - 1, max(1, int(round(fraction * n_clients)))), seed,
+                          ARRIVAL_STREAM)

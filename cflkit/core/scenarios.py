@@ -116,7 +116,7 @@ def make_federation(dataset: Dataset, scenario: str = "iid", clients: int = 16, 
                   removed_classes=removed_classes, skew=skew, noise=noise,
                   quantity_exponent=quantity_exponent, quantity_ratios=list(quantity_ratios))
     fed = _planted_federation(dataset, scenario, xs, ys, train_index, test_index, group, names, params)
-    fed.recipe = dict(dataset=dataset, transforms=transforms, reuse=samples_per_client > 0,
+    fed.recipe = dict(dataset=dataset, transforms=transforms,  # what drift needs to redraw a client
                       proportions=None if proportions is None else
                       np.stack([proportions[np.flatnonzero(group == g)[0]] for g in range(n_groups)]))
     return fed

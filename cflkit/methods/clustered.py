@@ -200,8 +200,7 @@ class Clustered(Method):
         if self.trigger == "init" and ctx.joined_ids is not None:  # late clients: cluster those there
             there = ctx.joined
             start = [np.repeat(w[None], len(there), axis=0) for w in ctx.initial_weights]
-            return self._cluster_some(ClusteredState([w[None] for w in ctx.initial_weights], assignment), ctx,
-                                      there, start, None, 0)
+            return self._cluster_some(ctx, there, start, None, 0)
         if self.trigger == "init":
             start = [np.repeat(w[None], n, axis=0) for w in ctx.initial_weights]
             assignment = self.assign(ctx, start, None)
@@ -228,7 +227,6 @@ class Clustered(Method):
                              temperature=state.temperature if temperature is None else temperature)
         return new, ctx.traffic(**diagnostics)
 
-
     # -- absent clients (one-shot triggers) ---------------------------------------------------
     def _absent_round(self, state: ClusteredState, ctx: Context, r: int):
         """A round with client sampling, lost updates or late clients (see the module)."""
@@ -241,7 +239,7 @@ class Clustered(Method):
         keep = np.isin(regular, returned)
         arrived, updates = regular[keep], [w[keep] for w in trained]
         if self.trigger == "once" and state.clustered_at is None and r > self.warmup and len(arrived) >= 2:
-            state = self._cluster_some(state, ctx, arrived, [w[keep] for w in start], updates, r)
+            state = self._cluster_some(ctx, arrived, [w[keep] for w in start], updates, r)
         else:
             models = update_clusters(state.models, updates, fed.sizes[arrived], state.assignment[arrived])
             state = dataclasses.replace(state, models=models)
@@ -249,7 +247,7 @@ class Clustered(Method):
             state = self._join(state, ctx, first[np.isin(first, returned)])
         return state, ctx.traffic(clustered=int(state.clustered_at == r))
 
-    def _cluster_some(self, state, ctx, clients, start, trained, r: int) -> ClusteredState:
+    def _cluster_some(self, ctx, clients, start, trained, r: int) -> ClusteredState:
         """The clustering step on ``clients`` only (their start models and updates stacked);
         every other client is pending. Keeps their representations and the start model."""
         fed = ctx.federation
@@ -264,8 +262,7 @@ class Clustered(Method):
         pending = np.ones(fed.n_clients, bool)
         pending[clients] = False
         reference = {"rep": rep, "assignment": sub, "start": [w[0] for w in start]}
-        return ClusteredState(models, assignment, clustered_at=r, temperature=state.temperature, pending=pending,
-                              reference=reference)
+        return ClusteredState(models, assignment, clustered_at=r, pending=pending, reference=reference)
 
     def _join(self, state, ctx, clients) -> ClusteredState:
         """Pending ``clients`` whose update arrived: trained once from the kept start model,

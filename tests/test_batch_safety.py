@@ -233,7 +233,8 @@ def test_the_repositorys_experiment_files_pass_the_checks():
 
 # ---------------------------------------------------------------- locks, statuses, leftovers
 
-def test_a_worker_of_an_earlier_batch_keeps_the_experiment_locked(tmp_path):
+def test_a_worker_of_an_earlier_batch_keeps_the_experiment_locked(tmp_path, monkeypatch):
+    monkeypatch.setattr(batch, "WORKERS_GRACE_S", 0.5)
     nb = tiny_notebook(tmp_path / "nb.ipynb")
     exp = batch.load_experiment(write_experiment(tmp_path, [{"name": "sq", "notebook": str(nb)}]))
     exp_dir = tmp_path / "runs" / "t"
@@ -246,6 +247,22 @@ def test_a_worker_of_an_earlier_batch_keeps_the_experiment_locked(tmp_path):
         fcntl.flock(other, fcntl.LOCK_EX)
         with pytest.raises(RuntimeError, match="another batch is running"):
             batch.run_batch(exp, root=tmp_path / "runs")
+
+
+def test_workers_of_a_batch_killed_just_now_are_waited_for(tmp_path):
+    """A killed batch's workers release their lock when the kernel reaps them, a moment after the
+    kill: a batch restarted at once waits for that (up to WORKERS_GRACE_S) instead of refusing."""
+    import threading
+
+    nb = tiny_notebook(tmp_path / "nb.ipynb")
+    exp = batch.load_experiment(write_experiment(tmp_path, [{"name": "sq", "notebook": str(nb)}]))
+    exp_dir = tmp_path / "runs" / "t"
+    exp_dir.mkdir(parents=True)
+    dying = open(exp_dir / ".lock-workers", "a")
+    fcntl.flock(dying, fcntl.LOCK_SH)
+    threading.Timer(1.0, dying.close).start()  # the worker is gone one second later
+    _, statuses = batch.run_batch(exp, root=tmp_path / "runs")
+    assert dying.closed and [s["status"] for s in statuses] == ["done"]
 
 
 def _fake_tmp(exp_dir: Path, run, pid: int, start) -> Path:

@@ -35,7 +35,8 @@ goes to the entries whose notebook declares it. Nothing is deleted or renamed ov
 resolves inside the experiment's directory.
 
 One batch at a time per experiment, its workers counted: the batch holds ``.lock`` and each
-worker holds ``.lock-workers`` (shared) for its lifetime; a new batch needs both. Workers
+worker holds ``.lock-workers`` (shared) for its lifetime; a new batch needs both (it waits up to
+``WORKERS_GRACE_S`` for the workers of a batch killed just before to be reaped). Workers
 are processes (spawn) that die with the batch (:func:`cflkit.core.processes.die_with_parent`);
 each papermill run starts its own ``python3`` kernel, which exits within a second of its
 worker (ipykernel's parent poller); a new batch also ends any process left with its
@@ -74,6 +75,7 @@ DEFAULT_TIMEOUT = 1800
 NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")  # a plain directory name: no '/', not '.', '..', '.x'
 ENV_MARK = "CFLKIT_BATCH_DIR"  # set in workers (so in their kernels' environment): the experiment directory
 WORKERS_LOCK = ".lock-workers"
+WORKERS_GRACE_S = 10.0  # how long a new batch waits for the workers of a just-killed one to be gone
 OWNER = "owner.json"  # in a run's .tmp/ directory: the pid and start time of the worker running it
 TYPES = {  # papermill's inferred_type_name (the annotation) -> the check a value must pass; others unchecked
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -704,6 +706,10 @@ class _Lock:
         if self.file is None:
             raise RuntimeError(f"another batch is running on {self.path.parent} (lock {self.path})")
         workers = _try_flock(self.workers, fcntl.LOCK_EX)
+        deadline = time.monotonic() + WORKERS_GRACE_S
+        while workers is None and time.monotonic() < deadline:  # workers of a batch killed just now
+            time.sleep(0.2)                                      # release it as the kernel reaps them
+            workers = _try_flock(self.workers, fcntl.LOCK_EX)
         if workers is None:
             self.file.close()
             raise RuntimeError(f"workers of an earlier batch on {self.path.parent} are still running (they hold "

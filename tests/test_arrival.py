@@ -64,7 +64,7 @@ def test_before_they_join_the_late_clients_change_nothing():
     pd.testing.assert_frame_equal(mine[cols], alone[cols], check_exact=True)
 
 
-@pytest.mark.parametrize("method", ["sattler", "kmeans", "cornflqs"])
+@pytest.mark.parametrize("method", ["centralized"])
 def test_a_method_that_does_not_handle_absent_clients_refuses_late_ones(method):
     with pytest.raises(ValueError, match=rf"method '{method}' does not handle absent clients yet "
                                          r"\(participation=1, dropout=0, arrival_round=3\)"):

@@ -131,10 +131,11 @@ CASES = [
     (["run", "--set", "dropout=-0.1"], "dropout must be in [0, 1)", 2),
     (["run", "--clients", "4", "--set", "min_participants=5"], "min_participants must be in 1..clients=4, got 5", 2),
     (["run", "--set", "min_participants=0"], "min_participants must be >= 1, got 0", 2),
-    (["run", "--method", "sattler", "--set", "participation=0.5"],
-     "method 'sattler' does not handle absent clients yet (participation=0.5, dropout=0); use participation=1", 2),
-    (["compare", "--methods", "fedavg,cornflqs", "--set", "dropout=0.2"],
-     "method 'cornflqs' does not handle absent clients yet", 2),
+    (["run", "--method", "centralized", "--set", "participation=0.5"],
+     "method 'centralized' does not handle absent clients yet (participation=0.5, dropout=0); use participation=1",
+     2),
+    (["compare", "--methods", "fedavg,centralized", "--set", "dropout=0.2"],
+     "method 'centralized' does not handle absent clients yet", 2),
     # clients never seen in training
     (["run", "--set", "holdout_clients=16"], "holdout_clients must be in 0..clients-1=15 (at least one client trains)",
      2),
@@ -148,11 +149,9 @@ CASES = [
     (["run", "--set", "arrival_round=3", "--set", "arrival_fraction=0"], "arrival_fraction must be in (0, 1]", 2),
     (["run", "--clients", "1", "--groups", "1", "--scenario", "iid", "--set", "arrival_round=2"],
      "arrival_round=2 needs at least 2 training clients (one there from the start)", 2),
-    (["run", "--method", "sattler", "--set", "arrival_round=3"],
-     "method 'sattler' does not handle absent clients yet (participation=1, dropout=0, arrival_round=3); use "
+    (["run", "--method", "centralized", "--set", "arrival_round=3"],
+     "method 'centralized' does not handle absent clients yet (participation=1, dropout=0, arrival_round=3); use "
      "participation=1 and dropout=0 and arrival_round=0", 2),
-    (["run", "--method", "kmeans", "--set", "participation=0.5"],
-     "method 'kmeans' does not handle absent clients yet (participation=0.5", 2),
     # drift
     (["run", "--rounds", "5", "--set", "drift_round=6"], "drift_round must be in 0..rounds=5 (0: no drift), got 6", 2),
     (["run", "--set", "drift_round=-1"], "drift_round must be >= 0 (0: no drift), got -1", 2),

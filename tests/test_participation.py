@@ -101,8 +101,7 @@ def test_ifca_moves_only_the_clients_whose_estimate_arrived():
 
 
 @pytest.mark.parametrize("method, settings", [("sattler", {}), ("cornflqs", {}), ("fedgroup", {}),
-                                              ("centralized", {}), ("kmeans", {}), ("ocfl", {}),
-                                              ("clustered", dict(representation="outputs"))])
+                                              ("centralized", {})])
 def test_a_method_that_does_not_handle_absent_clients_refuses_them(method, settings):
     with pytest.raises(ValueError, match=f"method '{method}' does not handle absent clients yet"):
         run(SMALL.replace(method=method, participation=0.5, **settings))
@@ -154,3 +153,96 @@ def test_one_shot_methods_recover_rotated_digits_with_half_the_clients_per_round
     s = run(Config(method=method, clients=40, groups=4, rounds=20, participation=0.5, dropout=0.1,
                    **settings)).summary
     assert s["ari"] >= 0.9
+
+
+def _drive(config, rounds, participation=0.5):
+    """Rounds of ``config``'s method with the run's own draws of participants: (ctx, states, infos)."""
+    fed = federation_from(config)
+    ctx = build_context(config, fed)
+    method = make_method(config)
+    stream = participation_rng(config.seed)
+    states, infos, drawn = [method.init(ctx)], [], []
+    for r in range(1, rounds + 1):
+        ctx.participants = draw_participants(fed.n_clients, participation, 0.2, stream)
+        drawn.append(ctx.participants)
+        state, info = method.round(states[-1], ctx, r)
+        states.append(state)
+        infos.append(info)
+    return fed, states, infos, drawn
+
+
+def test_kmeans_reclusters_the_arrived_clients_each_round_and_an_absent_one_keeps_its_cluster():
+    """k-means on weights (trigger every) with half of the clients sampled, 20 % of updates lost:
+    round 1 clusters what arrived (the others pending), later rounds re-cluster the arrived
+    clients only; an absent client keeps its cluster id, a cluster that got no update keeps
+    its model bit for bit, and there are never more than K clusters."""
+    config = SMALL.replace(method="kmeans", rounds=5, participation=0.5, dropout=0.2)
+    fed, states, infos, drawn = _drive(config, 5)
+    first, kept = states[1], 0
+    assert first.clustered_at == 1 and np.array_equal(~first.pending, np.isin(np.arange(12), drawn[0].returned))
+    for r in range(2, 6):
+        before, after, p = states[r - 1], states[r], drawn[r - 1]
+        assert after.n_clusters <= 3 and sorted(set(after.assignment.tolist())) == list(range(after.n_clusters))
+        absent = np.setdiff1d(np.arange(12), p.returned)
+        if before.n_clusters == after.n_clusters:  # ids kept (none dropped): absent clients keep theirs
+            kept += 1
+            assert np.array_equal(after.assignment[absent], before.assignment[absent])
+            got = set(after.assignment[p.returned].tolist())
+            for k in set(range(after.n_clusters)) - got:
+                assert all(np.array_equal(a[k], b[k]) for a, b in zip(after.models, before.models))
+        joined = [c for c in p.returned if before.pending[c]]
+        assert not after.pending[joined].any()
+        assert (infos[r - 1].bytes_up[absent] == 0).all()
+    assert kept >= 3
+
+
+def test_ocfl_clusters_when_the_temperature_of_the_arrived_updates_rises():
+    """OCFL with client sampling: every round's temperature is that of the updates that
+    arrived; the clustering happens once, at the first round whose temperature exceeds the
+    previous one, on the clients whose update arrived."""
+    config = SMALL.replace(method="ocfl", rounds=8, participation=0.5, min_cluster_size=2)
+    fed, states, infos, drawn = _drive(config, 8)
+    temps = [i.diagnostics["temperature"] for i in infos]
+    assert all(0.0 <= t <= 1.0 for t in temps)
+    rises = [r for r in range(2, 9) if temps[r - 1] > temps[r - 2]]
+    assert rises, "the temperature never rose in 8 rounds"
+    at = rises[0]
+    assert [i.diagnostics["clustered"] for i in infos] == [int(r == at) for r in range(1, 9)]
+    assert states[at].clustered_at == at
+    assert np.array_equal(~states[at].pending, np.isin(np.arange(12), drawn[at - 1].returned))
+    assert all(s.pending is None for s in states[1:at])
+
+
+def test_the_outputs_of_a_subset_of_clients_are_those_of_the_whole_federation():
+    """Representation 'outputs' compares clients on the whole federation's probe rows, so the
+    clients clustered in a round and those joining later are represented alike."""
+    import dataclasses
+
+    from cflkit.methods.parts.representations import probe_rows, represent
+
+    config = SMALL.replace(method="clustered", representation="outputs")
+    fed = federation_from(config)
+    ctx = build_context(config, fed)
+    start = [np.repeat(w[None], fed.n_clients, axis=0) for w in ctx.initial_weights]
+    trained = ctx.train(start)
+    everyone = represent("outputs", ctx, start, trained, config.params).X
+    some = np.array([1, 4, 7])
+    view = dataclasses.replace(ctx, federation=fed.subset(some))
+    probe = probe_rows(fed, config.params.probe_size, config.seed)
+    part = represent("outputs", view, [w[some] for w in start], [w[some] for w in trained], config.params,
+                     probe=probe).X
+    assert np.allclose(part, everyone[some])
+    own = represent("outputs", view, [w[some] for w in start], [w[some] for w in trained], config.params).X
+    assert not np.allclose(own, everyone[some])  # the subset's own probe rows would differ
+
+
+def test_match_labels_keeps_the_ids_of_the_clients_it_does_not_see():
+    from cflkit.methods.parts.clustering import match_labels
+
+    old_all = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    seen = np.array([0, 2, 3, 4, 6])  # clients 1, 5, 7 are absent and keep 0, 2, 3
+    new = np.array([1, 0, 0, 2, 3])  # the same partition of the seen clients as before, renamed
+    labels = match_labels(new, old_all[seen], n_old=4)
+    assert labels.tolist() == old_all[seen].tolist()
+    more = match_labels(np.array([0, 1, 2, 3, 4]), old_all[seen], n_old=4)
+    assert len(set(more.tolist())) == 5 and more.max() == 4  # one new cluster more than old ids: a fresh id

@@ -8,19 +8,29 @@ The named methods below (and PACFL, OCFL, FedGroup in their own files) are prese
 three parts: their ``Params`` set their papers' parts as defaults, and any part can be
 overridden (``--set representation=update --set clusterer=hdbscan``).
 
-Absent clients (client sampling, lost updates, late clients), for the one-shot triggers
-``init`` and ``once``: before the clustering only the sampled clients train (FedAvg of what
-arrived); the clustering step clusters the clients whose representation the server has
-(at ``init``: every client there at the start; at ``once``: those whose update arrived
-that round; at the first round after the warm-up with two updates or more) and keeps their
-representations and the model they started from. A client
-that was absent then is *pending*: it holds the largest cluster's model until it first
-takes part; then it trains once from the kept start model, its representation is computed
-as the others' were, and it joins the cluster of the least mean distance to the kept
-ones (its update of that round is not averaged: it did not start from its cluster's
-model). Afterwards each cluster model is the mean of the updates that arrived; a cluster
-that got none keeps its model. The triggers ``every`` and ``temperature`` (k-means, OCFL)
-and the representation ``outputs`` refuse absent clients for now.
+Absent clients (client sampling, lost updates, late clients): only the sampled clients
+train, and each cluster's model is the mean of the updates that arrived (a cluster that got
+none keeps its model). The clustering step sees the representations the server has: those
+of the clients whose update arrived that round (trigger ``init``: every client there at the
+start), and the whole federation's probe rows for representation ``outputs``.
+
+- One-shot triggers (``init``, ``once``, ``temperature``): the clustering step clusters
+  those clients (``once``: at the first round after the warm-up where at least two, and at
+  least K for a clusterer that needs K, updates arrived; ``temperature``: at the first
+  round whose temperature, computed on the updates that arrived, exceeds the last one
+  computed) and keeps their representations and the model they started from. A client
+  that was absent then is *pending*: it holds the largest cluster's model until it first
+  takes part; then it trains once from the kept start model, its representation is
+  computed as the others' were, and it joins the cluster of the least mean distance to the
+  kept ones (its update of that round is not averaged: it did not start from its cluster's
+  model).
+- Trigger ``every`` (k-means on weights): the first clustering is the one-shot step above
+  (a client absent then is pending and joins by the kept representations at its first
+  round); in every later round the clients whose update arrived are re-clustered among
+  themselves, their clusters matched to the ids they had
+  (:func:`~cflkit.methods.parts.clustering.match_labels`), and an absent client keeps its
+  last cluster. A round with too few updates for the clusterer averages within the current
+  clusters; a cluster left without any client is dropped.
 
 A newcomer (a client held out of training, ``holdout_clients``) is represented as the clients
 were, from the mean of the final cluster models, and joins the cluster of the least mean
@@ -38,8 +48,8 @@ from ..core.aggregate import cluster_average, contiguous, update_clusters, weigh
 from ..core.trainer import take
 from .base import ClusteredFedAvg, Context, Method, ServerState, same_value_cluster
 from .params import GROUPS, Params, at_least, cluster_count, one_of
-from .parts.clustering import CLUSTERERS, METRICS, NEEDS_K, align, cluster, pairwise_distances
-from .parts.representations import NEEDS_TRAINING, REPRESENTATIONS, represent
+from .parts.clustering import CLUSTERERS, METRICS, NEEDS_K, align, cluster, match_labels, pairwise_distances
+from .parts.representations import NEEDS_TRAINING, REPRESENTATIONS, probe_rows, represent
 from .parts.triggers import TRIGGERS, fires
 
 LINKAGES = ("ward", "complete", "average", "single")
@@ -82,6 +92,19 @@ def nearest_cluster(distances, assignment, n_clusters: int) -> np.ndarray:
         if (assignment == k).any():
             mean[:, k] = D[:, assignment == k].mean(axis=1)
     return mean.argmin(axis=1).astype(np.int64)
+
+
+ABSENT_RULES = {
+    "init": ("the clients there at the start are clustered; a late client joins, at its first round, the cluster "
+             "nearest to the kept representations"),
+    "once": ("the clients whose update arrived at the clustering round are clustered; a client absent then joins, "
+             "at its first round, the cluster nearest to the kept representations"),
+    "temperature": ("the temperature of the updates that arrived decides; those clients are clustered, a client "
+                    "absent then joins, at its first round, the cluster nearest to the kept representations"),
+    "every": ("each round the clients whose update arrived are re-clustered and keep their cluster ids where the "
+              "clusters match; an absent client keeps its last cluster, one absent at the first clustering joins "
+              "the cluster nearest to its kept representations at its first round"),
+}
 
 
 @dataclass(frozen=True)
@@ -147,6 +170,8 @@ class Clustered(Method):
         super().__init_subclass__(**kwargs)
         if next(c for c in cls.__mro__ if "newcomer" in c.__dict__) is Clustered:  # a preset's rule, in its parts
             cls.newcomer = newcomer_rule(cls.Params())
+        if next(c for c in cls.__mro__ if "absent_rule" in c.__dict__) is Clustered:
+            cls.absent_rule = ABSENT_RULES[cls.Params().trigger]
     newcomer_uploads = 1
 
     def __init__(self, config):
@@ -156,12 +181,11 @@ class Clustered(Method):
         self.metric, self.linkage, self.warmup = p.metric, p.linkage, p.warmup_rounds
         self.threshold = p.distance_threshold or 0.0
 
-    absent_rule = ("triggers init and once: a client absent at the clustering joins, at its first round, the "
-                   "cluster nearest to the kept representations")
+    absent_rule = ABSENT_RULES["once"]
 
     @classmethod
     def handles_absent(cls, params) -> bool:
-        return params.trigger in ONE_SHOT and params.representation != "outputs"
+        return True
 
     # -- the parts ------------------------------------------------------------------------
     def assign(self, ctx: Context, start, trained) -> np.ndarray:
@@ -227,7 +251,7 @@ class Clustered(Method):
                              temperature=state.temperature if temperature is None else temperature)
         return new, ctx.traffic(**diagnostics)
 
-    # -- absent clients (one-shot triggers) ---------------------------------------------------
+    # -- absent clients ---------------------------------------------------------------------
     def _absent_round(self, state: ClusteredState, ctx: Context, r: int):
         """A round with client sampling, lost updates or late clients (see the module)."""
         fed = ctx.federation
@@ -237,22 +261,53 @@ class Clustered(Method):
         start = take(state.models, state.assignment[regular])
         trained = ctx.train(start, clients=regular)
         keep = np.isin(regular, returned)
-        arrived, updates = regular[keep], [w[keep] for w in trained]
-        if self.trigger == "once" and state.clustered_at is None and r > self.warmup and len(arrived) >= 2:
-            state = self._cluster_some(ctx, arrived, [w[keep] for w in start], updates, r)
+        arrived, starts, updates = regular[keep], [w[keep] for w in start], [w[keep] for w in trained]
+        diagnostics = {}
+        temperature = None
+        if self.trigger == "temperature" and len(arrived) >= 2:  # of the updates that arrived
+            view = self._view(ctx, arrived)
+            rep = represent(self.representation, view, starts, updates, self.params, probe=self._probe(ctx))
+            from .ocfl import TEMPERATURE_P, clustering_temperature
+
+            temperature = clustering_temperature(pairwise_distances(rep.X, "cosine"), TEMPERATURE_P)
+            diagnostics["temperature"] = float(temperature)
+        enough = len(arrived) >= self._needed(ctx)
+        if self.trigger == "every" and state.clustered_at is not None and enough:
+            state = self._recluster(ctx, state, arrived, starts, updates, r)
+        elif (self.trigger != "init" and state.clustered_at is None and r > self.warmup and enough
+              and (self.trigger != "temperature" or (temperature is not None and temperature > state.temperature))):
+            state = self._cluster_some(ctx, arrived, starts, updates, r)
         else:
             models = update_clusters(state.models, updates, fed.sizes[arrived], state.assignment[arrived])
             state = dataclasses.replace(state, models=models)
+        if temperature is not None:
+            state = dataclasses.replace(state, temperature=temperature)
         if state.reference is not None and len(first):
             state = self._join(state, ctx, first[np.isin(first, returned)])
-        return state, ctx.traffic(clustered=int(state.clustered_at == r))
+        return state, ctx.traffic(clustered=int(state.clustered_at == r), **diagnostics)
+
+    def _needed(self, ctx) -> int:
+        """Updates the clustering step needs: two, and K for a clusterer that needs K."""
+        return 2 if (self.threshold and self.clusterer not in NEEDS_K) else max(2, self.n_clusters(ctx))
+
+    def _view(self, ctx, clients) -> Context:
+        """``ctx`` restricted to ``clients`` (renumbered), everybody in it taking part."""
+        return dataclasses.replace(ctx, federation=ctx.federation.subset(clients), participants=None,
+                                   joined_ids=None)
+
+    def _probe(self, ctx):
+        """Representation 'outputs': the whole federation's probe rows (None otherwise)."""
+        if self.representation != "outputs":
+            return None
+        return probe_rows(ctx.federation, self.params.probe_size, self.config.seed)
 
     def _cluster_some(self, ctx, clients, start, trained, r: int) -> ClusteredState:
         """The clustering step on ``clients`` only (their start models and updates stacked);
         every other client is pending. Keeps their representations and the start model."""
         fed = ctx.federation
-        view = dataclasses.replace(ctx, federation=fed.subset(clients), participants=None, joined_ids=None)
-        rep = represent(self.representation, view, start, trained, self.params)
+        view = self._view(ctx, clients)
+        probe = self._probe(ctx)
+        rep = represent(self.representation, view, start, trained, self.params, probe=probe)
         sub = self.cluster_representation(view, rep)
         k = int(sub.max()) + 1
         models = (cluster_average(trained, fed.sizes[clients], sub, k) if trained is not None
@@ -261,7 +316,7 @@ class Clustered(Method):
         assignment[clients] = sub
         pending = np.ones(fed.n_clients, bool)
         pending[clients] = False
-        reference = {"rep": rep, "assignment": sub, "start": [w[0] for w in start]}
+        reference = {"rep": rep, "assignment": sub, "start": [w[0] for w in start], "probe": probe}
         return ClusteredState(models, assignment, clustered_at=r, pending=pending, reference=reference)
 
     def _join(self, state, ctx, clients) -> ClusteredState:
@@ -270,18 +325,35 @@ class Clustered(Method):
         if not len(clients):
             return state
         ref = state.reference
-        view = dataclasses.replace(ctx, federation=ctx.federation.subset(clients), participants=None, joined_ids=None)
+        view = self._view(ctx, clients)
         start = [np.repeat(w[None], len(clients), axis=0) for w in ref["start"]]
         trained = view.train(start) if self.representation in NEEDS_TRAINING else None
-        new = represent(self.representation, view, start, trained, self.params)
+        new = represent(self.representation, view, start, trained, self.params, probe=ref.get("probe"))
         D = representation_distances(ref["rep"], new, self.metric, int(np.prod(ctx.federation.input_shape)))
         assignment, pending = state.assignment.copy(), state.pending.copy()
         assignment[clients] = nearest_cluster(D, ref["assignment"], state.n_clusters)
         pending[clients] = False
         return dataclasses.replace(state, assignment=assignment, pending=pending)
 
+    def _recluster(self, ctx, state, clients, start, trained, r: int) -> ClusteredState:
+        """Trigger 'every': cluster the clients whose update arrived among themselves, keep
+        the ids they had where the clusters match, average each cluster's arrivals; a
+        cluster that got none keeps its model, one left without clients is dropped."""
+        fed = ctx.federation
+        view = self._view(ctx, clients)
+        rep = represent(self.representation, view, start, trained, self.params, probe=self._probe(ctx))
+        labels = match_labels(self.cluster_representation(view, rep), state.assignment[clients], state.n_clusters)
+        k = max(state.n_clusters, int(labels.max()) + 1)
+        models = [np.concatenate([m, np.repeat(m[:1], k - len(m), axis=0)]) for m in state.models]
+        models = update_clusters(models, trained, fed.sizes[clients], labels)  # every new id got arrivals
+        assignment = state.assignment.copy()
+        assignment[clients] = labels
+        used = np.unique(assignment)
+        return dataclasses.replace(state, models=[m[used] for m in models],
+                                   assignment=np.searchsorted(used, assignment).astype(np.int64),
+                                   clustered_at=r if state.clustered_at is None else state.clustered_at)
 
-ONE_SHOT = ("init", "once")
+
 
 
 def representation_distances(reference, new, metric: str, n_features: int) -> np.ndarray:

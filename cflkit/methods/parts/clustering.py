@@ -218,6 +218,34 @@ def align(new, old) -> np.ndarray:
     return contiguous_keep_order(out)
 
 
+def match_labels(new, old, n_old: int) -> np.ndarray:
+    """Rename the clusters of ``new`` (labels of some clients) to the ids ``old`` those same
+    clients had, by Hungarian matching of the overlap over all ``n_old`` ids (so there are at
+    most max(new, old) clusters); a cluster left unmatched (more new clusters than old ids)
+    gets a fresh id from ``n_old`` on. Unlike :func:`align`, ids are not renumbered: the
+    clients not in ``new`` (absent ones) keep theirs, so ids must keep their meaning.
+
+    >>> match_labels([0, 0, 1, 2], [3, 3, 0, 0], n_old=4).tolist()  # cluster 2 takes a free id
+    [3, 3, 0, 1]
+    >>> match_labels([0, 1, 2], [0, 0, 0], n_old=1).tolist()
+    [0, 1, 2]
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    new, old = np.asarray(new, dtype=np.int64), np.asarray(old, dtype=np.int64)
+    kn = int(new.max()) + 1
+    overlap = np.zeros((kn, max(int(n_old), int(old.max()) + 1)))
+    np.add.at(overlap, (new, old), 1)
+    rows, cols = linear_sum_assignment(-overlap)
+    mapping = np.full(kn, -1, dtype=np.int64)
+    mapping[rows] = cols
+    fresh = iter(range(int(n_old), int(n_old) + kn))
+    for c in range(kn):
+        if mapping[c] < 0:
+            mapping[c] = next(fresh)
+    return mapping[new]
+
+
 def contiguous_keep_order(labels) -> np.ndarray:
     """Map ids to 0..K-1 keeping their numeric order (matched ids keep their place)."""
     uniq = np.unique(labels)

@@ -45,9 +45,11 @@ def flatten(weights: list) -> np.ndarray:
     return np.concatenate([w.reshape(w.shape[0], -1) for w in weights], axis=1)
 
 
-def represent(name: str, ctx, start: list, trained: list | None, params=None) -> Representation:
+def represent(name: str, ctx, start: list, trained: list | None, params=None, probe=None) -> Representation:
     """Compute representation ``name`` of every client (``params``: the method's, for
-    ``subspace_dim`` and ``probe_size``)."""
+    ``subspace_dim`` and ``probe_size``; ``probe``: the rows of representation 'outputs',
+    default :func:`probe_rows` of ``ctx.federation`` — pass the whole federation's when
+    representing a subset of its clients, so that all are compared on the same rows)."""
     if name not in REPRESENTATIONS:
         raise ValueError(f"unknown representation {name!r}; choose one of: {', '.join(REPRESENTATIONS)}")
     if name in NEEDS_TRAINING and trained is None:
@@ -64,7 +66,7 @@ def represent(name: str, ctx, start: list, trained: list | None, params=None) ->
     if name == "gradient":
         return Representation(flatten(ctx.trainer.gradients(start, fed.train_index)), name)
     if name == "outputs":
-        probe = probe_rows(fed, params.probe_size, ctx.config.seed)
+        probe = probe_rows(fed, params.probe_size, ctx.config.seed) if probe is None else probe
         out = ctx.trainer.predict(trained, [probe] * fed.n_clients)
         return Representation(np.stack([_softmax(o).ravel() for o in out]), name)
     if name == "subspace":

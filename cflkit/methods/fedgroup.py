@@ -35,18 +35,38 @@ about 45 steps on 8x8 digits with 16 clients); the newcomers are all the remaini
 assigned in that same round; the inter-group aggregation with rate η (FedGrouProx's
 ``agg_lr``, 0 in the reference defaults) is omitted; the paper's dynamic strategies
 (re-clustering, client migration) are not implemented.
+
+Absent clients (client sampling, lost updates, late clients; the paper samples clients per
+round, and its newcomer cold start is how its code brings in a client it has not seen): only
+the sampled clients train. Before the group cold start the global model is the FedAvg of the
+updates that arrived. The cold start, at round ``warmup_rounds + 1``, uses the clients whose
+update arrived that round (``alpha * K`` of them at random, all when fewer; the others are
+newcomers of that round, as above); it needs at least K updates (and 3 for MADC), and a round
+with fewer postpones it to the next round (FedAvg of what arrived). The server keeps the
+cold start's model and the groups' reference updates (the mean update of each group's
+clustering clients). A client absent then (or a late client, ``arrival_round``) is *pending*:
+it holds the largest group's model (the most training data among the grouped clients) until
+its first participation; there it is a newcomer of the paper's rule, as in the reference code
+(FlexCFL ``client_cold_start``): it pre-trains once from the kept cold-start model and joins
+the group whose reference update is the closest in cosine dissimilarity to its update, then
+trains from its group's model in that same round like the group's other clients (two models
+down and two up; a newcomer whose update is lost stays pending). Afterwards each group's
+model is the FedAvg of the updates that arrived from its clients; a group that got none keeps
+its model bit for bit.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.aggregate import cluster_average
+from ..core.aggregate import cluster_average, update_clusters
+from ..core.trainer import take
 from .base import Context
 from .clustered import Clustered, ClusteredParams, ClusteredState
 from .parts.clustering import NEEDS_K, align, cluster, cosine_similarity
-from .parts.representations import represent
+from .parts.representations import NEEDS_TRAINING, probe_rows, represent
 
 
 def decomposed_cosine_similarity(updates, k: int) -> np.ndarray:
@@ -104,6 +124,18 @@ def nearest_group(updates, group_updates) -> np.ndarray:
     return np.argmin((1.0 - similarity) / 2.0, axis=1).astype(np.int64)
 
 
+def group_means(X, assignment, members, n_groups: int) -> np.ndarray:
+    """Each group's reference update: the mean of its clustering clients' rows of ``X``
+    (``members`` marks them), as the cold start computes it.
+
+    >>> group_means(np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [9.0, 9.0]]), [0, 0, 1, 1],
+    ...             [True, True, True, False], 2).tolist()
+    [[2.0, 0.0], [0.0, 2.0]]
+    """
+    X, assignment, members = np.asarray(X, dtype=np.float64), np.asarray(assignment), np.asarray(members, bool)
+    return np.stack([X[members & (assignment == g)].mean(axis=0) for g in range(n_groups)])
+
+
 class FedGroup(Clustered):
     """FedGroup (Duan et al., ISPA 2021, arXiv 2010.06870): a cold start that clusters
     ``alpha * K`` pre-trained clients by k-means on their decomposed cosine similarities
@@ -121,9 +153,13 @@ class FedGroup(Clustered):
                 "closest in cosine dissimilarity (the paper's newcomer rule)")
     alpha = 20  # pre-train scaler: alpha * K clients form the groups, the others are newcomers
 
+    absent_rule = ("the cold start groups the clients whose update arrived (at least K, else it waits a round); "
+                   "a client absent then joins, at its first round, the group whose cold-start update is the "
+                   "closest to its update from the cold-start model")
+
     @classmethod
     def handles_absent(cls, params) -> bool:
-        return False  # its cold start and newcomer rounds need every client (not yet with absent ones)
+        return True
 
     @dataclass(frozen=True)
     class Params(ClusteredParams):
@@ -143,11 +179,16 @@ class FedGroup(Clustered):
 
     def cold_start(self, ctx: Context, start, trained):
         """Group the clients; returns (assignment, mask of the clustering clients)."""
-        n = ctx.federation.n_clients
-        k = self.n_clusters(ctx)
         X = represent(self.representation, ctx, start, trained, self.params).X
+        return self.group(X, self.n_clusters(ctx), ctx.rng)
+
+    def group(self, X, k: int, rng):
+        """The group cold start on the representations ``X`` (one row per client) into K = ``k``
+        groups: ``alpha * k`` clients drawn with ``rng`` are clustered, every other one joins the
+        group of the closest mean update. Returns (assignment, mask of the clustering clients)."""
+        n = len(X)
         m = min(self.alpha * k, n)
-        chosen = np.arange(n) if m == n else np.sort(ctx.rng.choice(n, size=m, replace=False))
+        chosen = np.arange(n) if m == n else np.sort(rng.choice(n, size=m, replace=False))
         k_arg = 0 if (self.threshold and self.clusterer not in NEEDS_K) else k
         common = dict(threshold=self.threshold, linkage=self.linkage, min_cluster_size=self.params.min_cluster_size,
                       seed=self.config.seed)
@@ -177,6 +218,8 @@ class FedGroup(Clustered):
         return nearest_group(X[m:], np.nan_to_num(groups, nan=0.0))
 
     def round(self, state: ClusteredState, ctx: Context, r: int):
+        if ctx.participants is not None:  # client sampling, lost updates or late clients
+            return self._absent_round(state, ctx, r)
         if r != self.warmup + 1:  # FedAvg (before) or FedAvg within the groups (after)
             return super().round(state, ctx, r)
         start = state.client_models()
@@ -187,6 +230,87 @@ class FedGroup(Clustered):
         models = cluster_average(trained, members.astype(np.float64), assignment, k)  # equal weights, as in the code
         info = ctx.traffic(clustering_clients=int(members.sum()), newcomers=int((~members).sum()))
         return ClusteredState(models, assignment, clustered_at=r), info
+
+    # -- absent clients ---------------------------------------------------------------------
+    def _absent_round(self, state: ClusteredState, ctx: Context, r: int):
+        """A round with client sampling, lost updates or late clients (see the module)."""
+        if state.clustered_at is None:
+            return self._before_groups(state, ctx, r)
+        return self._within_groups(state, ctx)
+
+    def _cold_start_needs(self, ctx) -> int:
+        """Updates the group cold start needs: K (the SVD's K directions, k-means' K groups),
+        and 3 for MADC (it compares two clients through the others)."""
+        return max(self.n_clusters(ctx), 3 if self.measure == "madc" else 2)
+
+    def _subset(self, ctx, clients) -> Context:
+        """``ctx`` restricted to ``clients`` (renumbered), everybody in it taking part."""
+        return dataclasses.replace(ctx, federation=ctx.federation.subset(clients), participants=None, joined_ids=None)
+
+    def _probe_rows(self, ctx):
+        """Representation 'outputs': the whole federation's probe rows (None otherwise)."""
+        return probe_rows(ctx.federation, self.params.probe_size, self.config.seed) \
+            if self.representation == "outputs" else None
+
+    def _before_groups(self, state: ClusteredState, ctx: Context, r: int):
+        """FedAvg of the updates that arrived, or the group cold start on them."""
+        fed, sampled, returned = ctx.federation, ctx.sampled, ctx.returned
+        start = take(state.models, state.assignment[sampled])
+        trained = ctx.train(start, clients=sampled)
+        starts, updates = ctx.arrived(start), ctx.arrived(trained)
+        if r <= self.warmup or len(returned) < self._cold_start_needs(ctx):  # warm-up, or the cold start waits
+            models = update_clusters(state.models, updates, fed.sizes[returned], state.assignment[returned])
+            return dataclasses.replace(state, models=models), ctx.traffic(clustered=0)
+        probe = self._probe_rows(ctx)
+        X = represent(self.representation, self._subset(ctx, returned), starts, updates, self.params, probe=probe).X
+        sub, members = self.group(X, self.n_clusters(ctx), ctx.rng)
+        sub = align(sub, state.assignment[returned])  # relabel so ids stay stable
+        k = int(sub.max()) + 1
+        models = cluster_average(updates, members.astype(np.float64), sub, k)  # equal weights, as in the code
+        assignment = np.full(fed.n_clients, np.bincount(sub, weights=fed.sizes[returned]).argmax(), dtype=np.int64)
+        assignment[returned] = sub
+        pending = np.ones(fed.n_clients, bool)
+        pending[returned] = False
+        reference = {"start": [w[0] for w in starts], "updates": group_means(X, sub, members, k), "probe": probe}
+        info = ctx.traffic(clustered=1, clustering_clients=int(members.sum()), newcomers=int((~members).sum()),
+                           pending=int(pending.sum()))
+        return ClusteredState(models, assignment, clustered_at=r, pending=pending,
+                              reference=reference), info
+
+    def _within_groups(self, state: ClusteredState, ctx: Context):
+        """Newcomers among the sampled join their group; then FedAvg within each group of
+        the updates that arrived (a group that got none keeps its model)."""
+        fed, sampled, returned = ctx.federation, ctx.sampled, ctx.returned
+        pending = np.zeros(fed.n_clients, bool) if state.pending is None else state.pending
+        first = sampled[pending[sampled]]
+        joined = first[np.isin(first, returned)]
+        if len(first):
+            state = self._join(state, ctx, first)
+        regular = sampled[~state.pending[sampled]] if state.pending is not None else sampled
+        trained = ctx.train(take(state.models, state.assignment[regular]), clients=regular)
+        keep = np.isin(regular, returned)
+        arrived = regular[keep]
+        models = update_clusters(state.models, [w[keep] for w in trained], fed.sizes[arrived],
+                                 state.assignment[arrived])
+        info = ctx.traffic(clustered=0, newcomers=len(joined))
+        info.bytes_down[joined] += ctx.model_bytes()  # the cold-start model, then the group's
+        info.bytes_up[joined] += ctx.model_bytes()  # the pre-training update, then the trained model
+        return dataclasses.replace(state, models=models), info
+
+    def _join(self, state: ClusteredState, ctx: Context, clients) -> ClusteredState:
+        """The paper's newcomer cold start for the pending ``clients`` sampled this round:
+        each pre-trains once from the kept cold-start model; one whose update arrived joins
+        the group whose reference update is the closest in cosine dissimilarity."""
+        ref = state.reference
+        view = self._subset(ctx, clients)
+        start = [np.repeat(w[None], len(clients), axis=0) for w in ref["start"]]
+        trained = view.train(start) if self.representation in NEEDS_TRAINING else None
+        X = represent(self.representation, view, start, trained, self.params, probe=ref["probe"]).X
+        arrived = np.isin(clients, ctx.returned)
+        assignment, pending = state.assignment.copy(), state.pending.copy()
+        assignment[clients[arrived]] = nearest_group(X[arrived], ref["updates"])
+        pending[clients[arrived]] = False
+        return dataclasses.replace(state, assignment=assignment, pending=pending)
 
 
 class FedGroupMADC(FedGroup):

@@ -13,7 +13,7 @@ from ..core.trainer import take
 from .base import Context, Method, lowest_loss
 from .ifca import IFCAState, assign_by_loss, expose, loss_matrix
 from .params import GROUPS, Params, at_least, cluster_count, one_of
-from .parts.clustering import CLUSTERERS, cluster
+from .parts.clustering import CLUSTERERS, cluster, match_labels
 from .parts.representations import flatten
 
 PHASES = {
@@ -32,6 +32,7 @@ class CornflqsState(IFCAState):
     corn_rounds: int = 0  # CORN rounds so far
     agreed_at: int | None = None  # the round where server and clients agreed (None: they did not, or not yet)
     fixed_at: int | None = None  # the round from which the clusters are fixed
+    chosen: np.ndarray | None = None  # absent clients: whose lowest-loss choice reached the server (None: none yet)
 
 
 class CORNFLQS(Method):
@@ -72,6 +73,37 @@ class CORNFLQS(Method):
     SGD. Communication: one model each way, except in CORN and loss-based rounds where
     every client downloads the K cluster models to evaluate them.
 
+    Absent clients (client sampling, lost updates, late clients): the reference code has no
+    rule (``run_cfl_cornflqs``, in every version of the repository, trains every client in
+    every round; its only client sampling is FedGroup's cold start), and we found none in the
+    paper. The rule here is built from CORNFLQS's two halves, the server side as in the
+    one-shot server-side methods and the client side as IFCA's partial participation (Ghosh
+    et al. 2020, Algorithm 1's sample M_t):
+
+    - only the sampled clients train, each from its last choice; a cluster model that got
+      no arrived update keeps its weights bit for bit;
+    - cold start: the FedAvg of the updates that arrived (repeated while none arrives);
+    - CORN round: the server clusters the trained weights that arrived (it needs at least
+      K of them, and ``min_cluster_size`` for (H)DBSCAN; a round with fewer is a FedAvg
+      within the clusters those clients chose), renames its clusters to the candidate ids
+      those clients had (Hungarian matching of the overlap, so that the ids an absent client
+      holds keep their meaning) and averages each; then each client whose update arrived
+      picks the lowest-loss candidate, and agreement is judged on those clients alone;
+    - loss-based round: IFCA's round on what arrived; the phase ends when the choices that
+      arrived repeat: every client whose update arrived picks again the candidate it trained
+      from, and at least one of them had made that choice in an earlier round (a first choice,
+      made at the start of the round, is no evidence of a repeat on its own);
+    - a choice reaches the server with the client's update, so a client that was not
+      sampled, or whose update was lost, keeps its last choice (IFCA's rule); a client that
+      has no choice yet (a late one, ``arrival_round``, or one not sampled since the first
+      choice step) makes it at its first participation, before training, from the candidates
+      the others last chose from; until then it holds candidate 0 (after the first
+      clustering: the cluster of most of the clients clustered then).
+
+    Communication with absent clients: each sampled client downloads K models in a CORN or
+    loss-based round that has its choice step (one otherwise), and K more when it makes its
+    first choice; each whose update arrives uploads one.
+
     A newcomer (a client held out of training) makes the clients' choice once with the final
     cluster models: the one of lowest loss on its training data.
 
@@ -86,6 +118,10 @@ class CORNFLQS(Method):
     name = "cornflqs"
     summary = "CORNFLQS: alternate k-means on weights and loss-based choice until they agree (Ben Ali et al. 2025)"
     newcomer = "the cluster model of lowest loss on its training data (its client-side rule)"
+    partial_participation = True
+    absent_rule = ("the server clusters the updates that arrived (at least K), the clients whose update arrived "
+                   "choose by lowest loss; an absent client keeps its last choice, a new one chooses at its first "
+                   "round")
 
     @dataclass(frozen=True)
     class Params(Params):
@@ -118,6 +154,8 @@ class CORNFLQS(Method):
                        min_cluster_size=p.min_cluster_size, seed=self.config.seed)
 
     def round(self, state: CornflqsState, ctx: Context, r: int):
+        if ctx.participants is not None:
+            return self._absent_round(state, ctx, r)
         fed = ctx.federation
         phase, candidates, choice = state.phase, state.candidates, state.choice
         corn_rounds, agreed_at, fixed_at, next_phase = state.corn_rounds, state.agreed_at, state.fixed_at, phase
@@ -151,3 +189,67 @@ class CORNFLQS(Method):
         new_state = CornflqsState(models, assignment, candidates=candidates, choice=choice, phase=next_phase,
                                   corn_rounds=corn_rounds, agreed_at=agreed_at, fixed_at=fixed_at)
         return new_state, ctx.traffic(up_models=1, down_models=down, **diagnostics)
+
+    # -- absent clients ---------------------------------------------------------------------
+    def _needed(self, ctx: Context) -> int:
+        """Arrived updates the server's clustering needs: K, and ``min_cluster_size`` for (H)DBSCAN."""
+        k, p = self.n_clusters(ctx), self.params
+        return max(k, p.min_cluster_size) if p.clusterer in ("hdbscan", "dbscan") else k
+
+    def _absent_round(self, state: CornflqsState, ctx: Context, r: int):
+        """A round with client sampling, lost updates or late clients (see the class docstring)."""
+        fed = ctx.federation
+        sampled, returned = ctx.sampled, ctx.returned
+        phase, candidates, choice, chosen = state.phase, state.candidates, state.choice.copy(), state.chosen
+        corn_rounds, agreed_at, fixed_at, next_phase = state.corn_rounds, state.agreed_at, state.fixed_at, phase
+        start = choice[sampled]  # each sampled client starts from its last choice...
+        first = np.zeros(len(sampled), bool) if chosen is None else ~chosen[sampled]
+        if first.any():  # ...or, if it has none yet, makes it now (IFCA's estimation step)
+            start[first] = assign_by_loss(loss_matrix(ctx, candidates, sampled[first]))
+        trained = ctx.arrived(ctx.train(take(candidates, start), clients=sampled))
+        start, sizes = ctx.arrived(start), fed.sizes[returned]
+        diagnostics = {"phase": list(PHASES).index(phase)}
+        k = k0 = len(candidates[0])
+        picks = None  # the lowest-loss choices of the clients whose update arrived, made after averaging
+        if phase == "cold":  # FedAvg of what arrived; the K cluster models start as its global model
+            if len(returned):
+                glob = update_clusters(candidates, trained, sizes, np.zeros(len(returned), dtype=np.int64))
+                k = self.n_clusters(ctx)
+                candidates = [np.repeat(w, k, axis=0) for w in glob]
+                next_phase = "corn"
+        elif phase == "corn":
+            corn_rounds += 1
+            if len(returned) >= self._needed(ctx):  # the server clusters the weights that arrived
+                server = match_labels(self.server_clusters(ctx, trained, self.n_clusters(ctx)), start, k)
+                grow = int(server.max()) + 1 - k  # (H)DBSCAN may find more clusters than K
+                if grow > 0:
+                    candidates = [np.concatenate([w, np.repeat(w[:1], grow, axis=0)]) for w in candidates]
+                candidates = update_clusters(candidates, trained, sizes, server)
+                picks = assign_by_loss(loss_matrix(ctx, candidates, returned))
+                diagnostics["agreement"] = float(np.mean(picks == server))
+                agree = np.array_equal(picks, server)
+            else:  # too few for the clustering: FedAvg within the clusters the clients chose
+                candidates, agree = update_clusters(candidates, trained, sizes, start), False
+            if agree or corn_rounds >= max(1, int(self.config.rounds) // 2):
+                next_phase, agreed_at = "loss", (r if agree else None)
+        else:  # loss-based rounds until the choices that arrived repeat, then fixed clusters
+            candidates = update_clusters(candidates, trained, sizes, start)
+            if phase == "loss" and len(returned):
+                picks = assign_by_loss(loss_matrix(ctx, candidates, returned))
+                again = ~ctx.arrived(first)  # a choice made at the start of this round is not repeated yet
+                if again.any() and np.array_equal(picks, start):
+                    next_phase, fixed_at = "fixed", r
+        choice[returned] = start if picks is None else picks
+        if chosen is not None or picks is not None:  # from the first choice step on, who has chosen
+            chosen = np.zeros(fed.n_clients, bool) if chosen is None else chosen.copy()
+            chosen[returned] = True
+        models, assignment = expose(candidates, choice)
+        diagnostics["n_clusters"] = len(models[0])
+        k = len(candidates[0])
+        down = k if picks is not None else 1  # the K models to choose from after averaging, else the start model
+        info = ctx.traffic(up_models=1, down_models=down, **diagnostics)
+        if first.any():  # a first choice: the K models to make it (the start model among them), then the choice's K
+            info.bytes_down[sampled[first]] = ctx.model_bytes(k0 + (k if picks is not None else 0))
+        new_state = CornflqsState(models, assignment, candidates=candidates, choice=choice, phase=next_phase,
+                                  corn_rounds=corn_rounds, agreed_at=agreed_at, fixed_at=fixed_at, chosen=chosen)
+        return new_state, info

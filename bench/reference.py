@@ -77,3 +77,41 @@ def fit_per_client(model, weights, x, y, index_sets, batch_size, epochs, learnin
         model.fit(x[rows], y[rows], batch_size=batch_size, epochs=epochs, verbose=0, shuffle=True)
         out.append([np.asarray(v) for v in model.trainable_variables])
     return [np.stack([o[i] for o in out]) for i in range(len(weights))]
+
+
+def keras_optimizer(name: str, learning_rate: float, momentum=0.9, beta1=0.9, beta2=0.999, epsilon=1e-7):
+    """Keras's own optimizer for a cflkit optimizer name (the reference the trainer must match)."""
+    k = keras()
+    if name == "sgd":
+        return k.optimizers.SGD(learning_rate)
+    if name == "momentum":
+        return k.optimizers.SGD(learning_rate, momentum=momentum)
+    if name == "adam":
+        return k.optimizers.Adam(learning_rate, beta_1=beta1, beta_2=beta2, epsilon=epsilon)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of: sgd, momentum, adam")
+
+
+def train_with_keras_optimizer(model, weights, x, y, index_sets, rng, batch_size, epochs, optimizer, learning_rate,
+                               loss="classification", **settings):
+    """One client at a time, eagerly, with a fresh Keras optimizer per client (the state is
+    reset every round) applied to the client's real minibatches in the order of
+    :func:`batch_plan`; idle steps are simply not taken, as a client alone would not."""
+    tf_ = tf()
+    sample_loss = _keras_loss(loss)
+    local, mask = batch_plan([len(s) for s in index_sets], batch_size, epochs, rng)
+    out = []
+    for c, rows in enumerate(index_sets):
+        rows = np.asarray(rows)
+        for v, w in zip(model.trainable_variables, weights):
+            v.assign(w[c])
+        opt = keras_optimizer(optimizer, learning_rate, **settings)
+        for t in range(local.shape[1]):
+            real = local[c, t][mask[c, t] > 0]
+            if not real.size:
+                continue
+            xb, yb = x[rows[real]], y[rows[real]]
+            with tf_.GradientTape() as tape:
+                value = tf_.reduce_mean(sample_loss(yb, model(xb, training=True)))
+            opt.apply_gradients(zip(tape.gradient(value, model.trainable_variables), model.trainable_variables))
+        out.append([np.asarray(v) for v in model.trainable_variables])
+    return [np.stack([o[i] for o in out]) for i in range(len(weights))]

@@ -107,3 +107,42 @@ def test_gradients_of_one_client_are_dense_and_match_the_stacked_call():
         assert [g.shape for g in one] == [(1, *w.shape) for w in ctx.initial_weights]
         for g1, gm in zip(one, many):
             np.testing.assert_allclose(g1[0], gm[c], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("scenario, epochs", [("rotation", 1), ("rotation+quantity_skew", 2)])
+def test_each_client_optimizer_matches_keras_own_optimizer_client_by_client(optimizer, scenario, epochs):
+    """Momentum and Adam with Keras's update rules, per client, state reset at the start of the
+    round; with unequal sizes the idle (masked) steps leave weights and state untouched, so
+    every client matches a Keras optimizer that simply takes its own steps."""
+    from reference import train_with_keras_optimizer
+
+    fed, model, weights = _setup(scenario, 5)
+    settings = dict(momentum=0.8, beta1=0.85, beta2=0.99, epsilon=1e-6)  # not the defaults: they must be used
+    trainer = Trainer(model, fed.x, fed.y, learning_rate=0.02, batch_size=8, local_epochs=epochs,
+                      optimizer=optimizer, **settings)
+    fast = trainer.train(weights, fed.train_index, np.random.default_rng(3))
+    slow = train_with_keras_optimizer(model, weights, fed.x, fed.y, fed.train_index, np.random.default_rng(3),
+                                      batch_size=8, epochs=epochs, optimizer=optimizer, learning_rate=0.02,
+                                      **settings)
+    for f, s, w in zip(fast, slow, weights):
+        np.testing.assert_allclose(f, s, atol=5e-5)
+        assert np.abs(f - w).max() > 1e-3, "training must move the weights"
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_a_small_client_trains_with_an_optimizer_exactly_as_alone(optimizer):
+    fed, model, weights = _setup("rotation+quantity_skew", 4)
+    sizes = [len(s) for s in fed.train_index]
+    small = int(np.argmin(sizes))
+    assert min(sizes) < max(sizes)
+    trainer = Trainer(model, fed.x, fed.y, learning_rate=0.02, batch_size=8, local_epochs=2, optimizer=optimizer)
+    together = trainer.train(weights, fed.train_index, np.random.default_rng(5))
+    # the same minibatch order for the small client alone: replay its permutations
+    rng = np.random.default_rng(5)
+    for c in range(small):
+        for _ in range(2):
+            rng.permutation(sizes[c])
+    alone = trainer.train([w[small:small + 1] for w in weights], [fed.train_index[small]], rng)
+    for t, a in zip(together, alone):
+        np.testing.assert_allclose(t[small:small + 1], a, atol=2e-6)

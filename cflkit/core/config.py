@@ -52,6 +52,11 @@ class Config:
     local_epochs: int = 5  # local epochs per round (E = 5 as in McMahan et al. 2017)
     batch_size: int = 10  # local minibatch size (B = 10 as in McMahan et al. 2017)
     learning_rate: float = 0.05  # local SGD step size
+    optimizer: str = "sgd"  # client optimizer: sgd, momentum, adam (Keras's rules; state reset every round)
+    momentum: float = 0.9  # optimizer 'momentum': velocity decay (Sattler et al.'s 0.9; Keras's SGD default is 0)
+    beta1: float = 0.9  # optimizer 'adam': first-moment decay (Keras's default)
+    beta2: float = 0.999  # optimizer 'adam': second-moment decay (Keras's default)
+    epsilon: float = 1e-7  # optimizer 'adam': added to the root of the second moment (Keras's default)
     jit_compile: bool = False  # XLA-compile the trainer (measured: no gain on small MLPs here)
     # who takes part in a round
     participation: float = 1.0  # share of the clients sampled to train each round, in (0, 1]
@@ -115,6 +120,15 @@ class Config:
                              f"got {self.arrival_fraction}")
         if self.min_participants > self.clients:
             raise ValueError(f"min_participants must be in 1..clients={self.clients}, got {self.min_participants}")
+        from .trainer import OPTIMIZERS
+
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        for name in ("momentum", "beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.epsilon <= 0:
+            raise ValueError(f"epsilon must be > 0, got {self.epsilon}")
         if any(r <= 0 for r in self.quantity_ratios):
             raise ValueError(f"quantity_ratios must all be > 0, got {list(self.quantity_ratios)}")
         if any(int(h) < 1 for h in self.hidden):

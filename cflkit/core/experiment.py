@@ -86,9 +86,7 @@ def build_context(config: Config, federation):
 
     seed_keras(config.seed)
     model = build_model(config.model, federation.input_shape, federation.n_outputs, config.hidden)
-    trainer = Trainer(model, federation.x, federation.y, loss=federation.task, learning_rate=config.learning_rate,
-                      batch_size=config.batch_size, local_epochs=config.local_epochs,
-                      jit_compile=config.jit_compile)
+    trainer = Trainer.for_config(model, federation, config)
     return Context(federation, trainer, config, method_rng(config.seed), initial_weights(lambda: model))
 
 

@@ -7,8 +7,17 @@ losses are independent, the gradient of their *sum* with respect to the stacked 
 every client's own gradient, so one tape serves all clients.
 
 Clients of unequal size are handled by masking: a client with ``n`` samples takes
-``ceil(n / batch_size)`` steps per epoch, exactly as it would alone, and is idle (zero
-gradient, plain SGD, so no update) for the remaining steps of the round. The order of its
+``ceil(n / batch_size)`` steps per epoch, exactly as it would alone, and is idle for the
+remaining steps of the round: its weights *and* its optimizer state stay untouched (a
+masked step changes nothing, whatever the optimizer).
+
+The client optimizer (``optimizer``) is plain SGD, SGD with momentum or Adam, with Keras 3's
+update rules (``keras.optimizers.SGD`` / ``Adam``: same formulas, same defaults but the
+momentum, 0.9 here as in Sattler et al.'s recipe). Its state (velocities, moments, step
+count) is stacked along the client axis like the weights and reset at the start of every
+round: the usual convention of FL simulations (FedAvg's clients are stateless; Reddi et
+al. 2021, Alg. 2, restart the client optimizer from the received model each round), so a
+round depends only on the model a client receives. The order of its
 minibatches comes from :func:`batch_plan`, which a per-client reference loop can replay to
 check equivalence (see ``bench/reference.py`` and ``tests/test_trainer.py``).
 """
@@ -25,6 +34,11 @@ from ._tf import keras, tf
 Weights = list  # list[np.ndarray], each of shape (n_models, *layer_shape)
 
 LOSSES = ("classification", "regression")
+OPTIMIZERS = {
+    "sgd": "plain minibatch SGD: w -= lr g",
+    "momentum": "SGD with momentum (Keras's rule: v = momentum v - lr g; w += v)",
+    "adam": "Adam (Kingma & Ba 2015, Keras's rule with bias correction; beta1, beta2, epsilon)",
+}
 
 
 def batch_plan(sizes: Sequence[int], batch_size: int, epochs: int, rng: np.random.Generator):
@@ -92,10 +106,17 @@ class Trainer:
     batch_size: int = 32
     local_epochs: int = 1
     jit_compile: bool = False
+    optimizer: str = "sgd"  # client optimizer: sgd, momentum, adam (state reset every round)
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-7
 
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         if self.model.non_trainable_variables:
             raise ValueError(
                 "models with non-trainable state (e.g. BatchNormalization) are not supported: "
@@ -106,6 +127,14 @@ class Trainer:
         self._y = tf_.constant(self.y, dtype=y_dtype)
         self._train_fn = self._build_train()
         self._predict_fn = self._build_predict()
+
+    @classmethod
+    def for_config(cls, model, federation, config) -> "Trainer":
+        """The trainer of a run: ``config``'s local training settings on ``federation``'s rows."""
+        return cls(model, federation.x, federation.y, loss=federation.task, learning_rate=config.learning_rate,
+                   batch_size=config.batch_size, local_epochs=config.local_epochs, jit_compile=config.jit_compile,
+                   optimizer=config.optimizer, momentum=config.momentum, beta1=config.beta1, beta2=config.beta2,
+                   epsilon=config.epsilon)
 
     # -- compiled functions -------------------------------------------------------------
     def _forward(self, weights, xb):
@@ -122,15 +151,23 @@ class Trainer:
     def _build_train(self):
         tf_ = tf()
         sample_loss = per_sample_loss(self.loss)
+        optimizer = self.optimizer
+        momentum, beta1, beta2 = float(self.momentum), float(self.beta1), float(self.beta2)
+        epsilon = float(self.epsilon)
 
         def train(weights, anchor, index, mask, lr, mu, prox):
             weights = list(weights)
             steps = tf_.shape(index)[1]
+            # the optimizer state, zero at the start of every round (unused by plain SGD)
+            slow = [tf_.zeros_like(w) for w in weights] if optimizer != "sgd" else []
+            fast = [tf_.zeros_like(w) for w in weights] if optimizer == "adam" else []
+            taken = tf_.zeros(tf_.shape(index)[:1], tf_.float32)  # Adam: active steps per client
             for t in tf_.range(steps):
                 xb = tf_.gather(self._x, index[:, t])
                 yb = tf_.gather(self._y, index[:, t])
                 mb = mask[:, t]
                 count = tf_.reduce_sum(mb, axis=1)
+                active = count > 0  # the clients that take this step
                 with tf_.GradientTape() as tape:
                     tape.watch(weights)
                     out = self._forward(weights, xb)
@@ -138,10 +175,23 @@ class Trainer:
                     total = tf_.reduce_sum(tf_.reduce_sum(per * mb, axis=1) / tf_.maximum(count, 1.0))
                 grads = tape.gradient(total, weights)
                 if prox:  # FedProx: the gradient of mu/2 ||w - anchor||^2, for active clients only
-                    active = tf_.cast(count > 0, tf_.float32)
-                    grads = [g + mu * tf_.reshape(active, [-1] + [1] * (len(w.shape) - 1)) * (w - a)
+                    grads = [g + mu * _per_client(tf_.cast(active, tf_.float32), w) * (w - a)
                              for g, w, a in zip(grads, weights, anchor)]
-                weights = [w - lr * g for w, g in zip(weights, grads)]
+                if optimizer == "sgd":  # an idle client's gradient is zero: no update
+                    weights = [w - lr * g for w, g in zip(weights, grads)]
+                else:  # the moments need dense gradients (one client alone may get IndexedSlices)
+                    grads = [tf_.convert_to_tensor(g) for g in grads]
+                if optimizer == "momentum":  # keras.optimizers.SGD(momentum=...)
+                    slow = [_where(active, momentum * v - lr * g, v) for v, g in zip(slow, grads)]
+                    weights = [_where(active, w + v, w) for w, v in zip(weights, slow)]
+                elif optimizer == "adam":  # keras.optimizers.Adam
+                    taken = taken + tf_.cast(active, tf_.float32)
+                    k = tf_.maximum(taken, 1.0)
+                    alpha = lr * tf_.sqrt(1.0 - tf_.pow(beta2, k)) / (1.0 - tf_.pow(beta1, k))  # per client
+                    slow = [_where(active, m + (g - m) * (1.0 - beta1), m) for m, g in zip(slow, grads)]
+                    fast = [_where(active, v + (g * g - v) * (1.0 - beta2), v) for v, g in zip(fast, grads)]
+                    weights = [_where(active, w - _per_client(alpha, w) * m / (tf_.sqrt(v) + epsilon), w)
+                               for w, m, v in zip(weights, slow, fast)]
             return weights
 
         return tf_.function(train, jit_compile=self.jit_compile, reduce_retracing=True)
@@ -259,6 +309,16 @@ def _metrics(loss: str, out: np.ndarray, y: np.ndarray) -> dict:
     var = float(np.var(y))
     return {"loss": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(err))),
             "r2": (1.0 - mse / var) if var > 0 else float("nan")}
+
+
+def _per_client(values, like):
+    """A per-client vector shaped to broadcast against stacked weights ``like``."""
+    return tf().reshape(values, [-1] + [1] * (len(like.shape) - 1))
+
+
+def _where(active, new, old):
+    """``new`` for the clients of the step (``active``, one flag per client), ``old`` for idle ones."""
+    return tf().where(_per_client(active, new), new, old)
 
 
 def _to_global(local: np.ndarray, index_sets: Sequence[np.ndarray]) -> np.ndarray:

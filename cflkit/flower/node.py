@@ -29,8 +29,7 @@ def _trainer(config_json: str):
     fed = federation_from(config)
     seed_keras(config.seed)
     model = build_model(config.model, fed.input_shape, fed.n_outputs, config.hidden)
-    trainer = Trainer(model, fed.x, fed.y, loss=fed.task, learning_rate=config.learning_rate,
-                      batch_size=config.batch_size, local_epochs=config.local_epochs, jit_compile=config.jit_compile)
+    trainer = Trainer.for_config(model, fed, config)
     return fed, trainer
 
 

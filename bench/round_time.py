@@ -27,6 +27,7 @@ Examples::
     python bench/round_time.py --clients 200 --json
     python bench/round_time.py --clients 10 50 200 1000
     python bench/round_time.py --clients 200 --jit          # also time Trainer(jit_compile=True)
+    python bench/round_time.py --clients 200 --optimizers   # momentum and Adam rounds vs the SGD round
     python bench/round_time.py --clients 200 --intra-threads 1 --inter-threads 1
     python bench/round_time.py --clients 10 50 --repeats 5 --ref-repeats 2 --out runs/bench/round_time.csv
 
@@ -72,6 +73,8 @@ def parse_args(argv=None):
     p.add_argument("--skip-fit", action="store_true", help="do not time per-client model.fit")
     p.add_argument("--jit", action="store_true",
                    help="also time cflkit with XLA (Trainer(jit_compile=True)) and report whether it helps")
+    p.add_argument("--optimizers", action="store_true",
+                   help="also time cflkit's momentum and Adam client optimizers, as ratios to the SGD round")
     p.add_argument("--intra-threads", type=int, default=0, help="TF intra-op threads (0 = TF default)")
     p.add_argument("--inter-threads", type=int, default=0, help="TF inter-op threads (0 = TF default)")
     p.add_argument("--seed", type=int, default=0)
@@ -183,6 +186,12 @@ def bench_one(n_clients: int, args, x, y) -> dict:
         impls[name] = (
             lambda t=trainer, r=train_rng, n=name: fedavg_round(n, lambda w, s: t.train(w, s, r), n_clients),
             n_clients, args.repeats)
+    for optimizer in (("momentum", "adam") if args.optimizers else ()):
+        t = Trainer(model, x, y, learning_rate=args.learning_rate, batch_size=args.batch_size,
+                    local_epochs=args.epochs, optimizer=optimizer)
+        r = np.random.default_rng(args.seed + 1)
+        impls[optimizer] = (lambda t=t, r=r, n=optimizer: fedavg_round(n, lambda w, s: t.train(w, s, r), n_clients),
+                            n_clients, args.repeats)
     if not args.skip_loop:
         k = min(n_clients, args.max_loop_clients)
         loop = CompiledLoop(model, x, y, learning_rate=args.learning_rate)
@@ -221,6 +230,11 @@ def bench_one(n_clients: int, args, x, y) -> dict:
         result["xla_trainer_train_seconds"] = statistics.median(local_times["xla"][1:])
         result["xla_speedup"] = base / result["xla_seconds_per_round"]  # > 1: XLA helps
         result["xla_speedup_min"] = base_min / result["xla_seconds_per_round_min"]
+    for name in ("momentum", "adam"):
+        if name in impls:  # > 1: the optimizer's round is slower than plain SGD's, same run
+            result[f"{name}_seconds_per_round"] = statistics.median(times[name])
+            result[f"{name}_vs_sgd"] = result[f"{name}_seconds_per_round"] / base
+            result[f"{name}_vs_sgd_min"] = min(times[name]) / base_min
     for name in ("reference_loop", "model_fit"):
         if name not in impls:
             continue

@@ -237,6 +237,9 @@ def cmd_list() -> int:
     section("federation conditions (compose with the scenarios; --set name=value; default in brackets):",
             {k: f"{help_text(k)} [{FIELDS[k].default}]" for k in conditions})
     section("models:", MODELS)
+    from .core.trainer import OPTIMIZERS
+
+    section("client optimizers (--set optimizer=NAME; momentum, beta1, beta2, epsilon):", OPTIMIZERS)
     section("methods:", {k: m.summary for k, m in METHODS.items()})
     from .methods.clustered import TRIGGERS, Clustered
     from .methods.parts.clustering import CLUSTERERS, METRICS

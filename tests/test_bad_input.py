@@ -136,6 +136,11 @@ CASES = [
      2),
     (["compare", "--methods", "fedavg,centralized", "--set", "dropout=0.2"],
      "method 'centralized' does not handle absent clients yet", 2),
+    # client optimizers
+    (["run", "--set", "optimizer=adagrad"], "unknown optimizer 'adagrad'; choose one of: sgd, momentum, adam", 2),
+    (["run", "--set", "optimizer=momentum", "--set", "momentum=1"], "momentum must be in [0, 1), got 1.0", 2),
+    (["run", "--set", "optimizer=adam", "--set", "beta2=-0.1"], "beta2 must be in [0, 1), got -0.1", 2),
+    (["run", "--set", "epsilon=0"], "epsilon must be > 0, got 0.0", 2),
     # clients never seen in training
     (["run", "--set", "holdout_clients=16"], "holdout_clients must be in 0..clients-1=15 (at least one client trains)",
      2),

@@ -86,7 +86,6 @@ CASES = [
     (["run", "--dataset", "digitz"], "unknown dataset 'digitz'; choose one of: digits", 2),
     (["run", "--method", "fedavgg"], "unknown method 'fedavgg'; choose one of: fedavg", 2),
     (["run", "--scenario", "rotaton"], "unknown scenario 'rotaton'; choose one of", 2),
-    (["run", "--model", "resnet"], "unknown model 'resnet'; choose one of: mlp", 2),
     (["run", "--clients", "four"], "option 'clients' expects an integer, got 'four'", 2),
     (["run", "--clients", "0"], "clients must be >= 1, got 0", 2),
     (["run", "--groups", "true"], "option 'groups' expects an integer, got 'true'", 2),
@@ -136,6 +135,14 @@ CASES = [
      2),
     (["compare", "--methods", "fedavg,centralized", "--set", "dropout=0.2"],
      "method 'centralized' does not handle absent clients yet", 2),
+    # models
+    (["run", "--model", "resnet"], "unknown model 'resnet'; choose one of: logreg, mlp, cnn, or your own as "
+     "'package.module:function'", 2),
+    (["run", "--model", "no_such_package.models:net"], "model 'no_such_package.models:net': cannot import module "
+     "'no_such_package.models'", 2),
+    (["run", "--model", "json:no_such_function"], "module 'json' has no attribute 'no_such_function'", 2),
+    (["run", "--model", "json:__name__"], "'__name__' is a str, not a function (input_shape, n_outputs) -> "
+     "keras.Model", 2),
     # client optimizers
     (["run", "--set", "optimizer=adagrad"], "unknown optimizer 'adagrad'; choose one of: sgd, momentum, adam", 2),
     (["run", "--set", "optimizer=momentum", "--set", "momentum=1"], "momentum must be in [0, 1), got 1.0", 2),

@@ -46,7 +46,7 @@ class Config:
     drift_round: int = 0  # drift: from this round on drift_fraction of the clients hold another group's data (0: none)
     drift_fraction: float = 0.25  # drift: share of the clients that switch group at drift_round, in (0, 1]
     # model and local training
-    model: str = "mlp"  # mlp or cnn
+    model: str = "mlp"  # logreg, mlp, cnn, or your own as package.module:function (a callable from Python)
     hidden: tuple = (64, 64)  # hidden layer sizes
     rounds: int = 20  # communication rounds
     local_epochs: int = 5  # local epochs per round (E = 5 as in McMahan et al. 2017)
@@ -263,6 +263,10 @@ def coerce(name: str, value: Any):
     if name not in FIELDS:
         raise ValueError(f"unknown option {name!r}; choose one of: {', '.join(FIELDS)}")
     default = FIELDS[name].default
+    if name == "model" and callable(value):
+        from .models import model_name
+
+        return model_name(value)
     try:
         if isinstance(default, bool):
             if isinstance(value, str):

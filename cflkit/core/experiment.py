@@ -37,7 +37,9 @@ def validate(config: Config, method: bool = True):
     if config.method not in METHODS:
         raise ValueError(f"unknown method {config.method!r}; choose one of: {', '.join(METHODS)}")
     if config.model not in MODELS:
-        raise ValueError(f"unknown model {config.model!r}; choose one of: {', '.join(MODELS)}")
+        from .models import resolve
+
+        resolve(config.model)  # a user's module:function: importable and callable
     parts = parse_scenario(config.scenario)
     _check_participation(config, METHODS)
     if config.drift_round:

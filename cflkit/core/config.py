@@ -35,6 +35,7 @@ class Config:
     clients: int = 16  # clients in the federation
     groups: int = 4  # planted ground-truth groups
     test_fraction: float = 0.25  # share of each client's samples held out for its test set
+    split: str = "default"  # 'flamby' (natural heart_disease): FLamby's features, split and per-centre normalisation
     samples_per_client: int = 0  # 0: split the dataset disjointly; >0: draw this many per client
     alpha: float = 0.5  # dirichlet: concentration of each group's class proportions
     classes_per_client: int = 2  # shards: classes seen by each group
@@ -50,6 +51,7 @@ class Config:
     hidden: tuple = (64, 64)  # hidden layer sizes
     rounds: int = 20  # communication rounds
     local_epochs: int = 5  # local epochs per round (E = 5 as in McMahan et al. 2017)
+    local_steps: int = 0  # local minibatch steps per round instead of epochs (FLamby's protocol; 0: use local_epochs)
     batch_size: int = 10  # local minibatch size (B = 10 as in McMahan et al. 2017)
     learning_rate: float = 0.05  # local SGD step size
     optimizer: str = "sgd"  # client optimizer: sgd, momentum, adam (Keras's rules; state reset every round)
@@ -250,9 +252,11 @@ def parameter_names() -> dict:
 FIELDS = {f.name: f for f in fields(Config) if f.name != "params"}
 # the smallest value of every integer field (and what a special value means)
 INT_MINIMUM = {"clients": 1, "groups": 1, "samples_per_client": 0, "classes_per_client": 1, "removed_classes": 0,
-               "rounds": 0, "local_epochs": 1, "batch_size": 1, "min_participants": 1, "holdout_clients": 0,
+               "rounds": 0, "local_epochs": 1, "local_steps": 0, "batch_size": 1, "min_participants": 1,
+               "holdout_clients": 0,
                "drift_round": 0, "arrival_round": 0, "seed": 0}
-INT_MEANING = {"samples_per_client": " (0: split the dataset)", "removed_classes": " (0: classes // groups)",
+INT_MEANING = {"samples_per_client": " (0: split the dataset)", "local_steps": " (0: use local_epochs)",
+               "removed_classes": " (0: classes // groups)",
                "drift_round": " (0: no drift)", "arrival_round": " (0: every client from the start)"}
 OPEN_RANGES = {"test_fraction": (0.0, 1.0)}
 assert set(INT_MINIMUM) == {n for n, f in FIELDS.items() if type(f.default) is int}, "every int field has a minimum"

@@ -41,6 +41,7 @@ def validate(config: Config, method: bool = True):
 
         resolve(config.model)  # a user's module:function: importable and callable
     parts = parse_scenario(config.scenario)
+    _check_split(config)
     _check_participation(config, METHODS)
     if config.drift_round:
         from .drift import check_drift_scenario
@@ -54,6 +55,25 @@ def validate(config: Config, method: bool = True):
         from ..methods import make_method
 
         make_method(config)  # a method refuses parts that cannot work together, cheaply (no TensorFlow)
+
+
+SPLITS = ("default", "flamby")
+
+
+def _check_split(config: Config) -> None:
+    """``split=flamby`` is FLamby's Fed-Heart-Disease: the natural heart_disease federation only."""
+    if config.split not in SPLITS:
+        raise ValueError(f"unknown split {config.split!r}; choose one of: {', '.join(SPLITS)}")
+    if config.split == "flamby" and (config.dataset, config.scenario) != ("heart_disease", "natural"):
+        raise ValueError(f"split 'flamby' is FLamby's Fed-Heart-Disease: it needs --dataset heart_disease "
+                         f"--scenario natural, got dataset {config.dataset!r}, scenario {config.scenario!r}")
+    if config.split == "flamby":
+        defaults = Config()
+        for name, fixed in (("clients", 4), ("groups", 1), ("test_fraction", None)):
+            value = getattr(config, name)
+            if value != getattr(defaults, name) and value != fixed:
+                raise ValueError(f"split 'flamby' fixes {name} (4 centres, one group, FLamby's 34 % test share); "
+                                 f"leave {name} at its default, got {value}")
 
 
 def _check_participation(config: Config, methods: dict) -> None:
@@ -70,6 +90,10 @@ def _check_participation(config: Config, methods: dict) -> None:
 
 def federation_from(config: Config):
     """The federation a config describes (same config, same federation)."""
+    if config.split == "flamby":
+        from ..data.heart import flamby_federation
+
+        return flamby_federation(pooled=config.method == "centralized")  # FLamby's pooled dataset
     return make_federation(
         load_dataset(config.dataset), config.scenario, clients=config.clients, groups=config.groups,
         seed=config.seed, test_fraction=config.test_fraction, samples_per_client=config.samples_per_client,

@@ -1,5 +1,11 @@
 """Keras model builders. One definition serves every method; outputs are logits.
 
+``logreg`` starts from zero weights: the problem is convex, and a binary logistic regression
+written as two softmax logits is over-parameterised, so a random start of both logits (as a
+Dense layer's default) doubles the variance of the starting logit compared with a
+single-logit ``torch.nn.Linear`` (FLamby's baseline), which slowed FedAvg's SGD on FLamby's
+heart-disease protocol (``docs/flamby.md`` has the numbers).
+
 A model is a built-in name (:data:`MODELS`) or a user's function given as
 ``"package.module:function"`` (``--model`` on the command line, the same string in a
 ``Config``, so ``config.json`` re-runs it), where ``function(input_shape, n_outputs)``
@@ -15,7 +21,7 @@ from typing import Callable, Sequence
 from ._tf import keras
 
 MODELS = {
-    "logreg": "one linear layer: logistic / softmax regression (linear regression for a regression task)",
+    "logreg": "one linear layer from zero: logistic / softmax regression (linear regression for a regression task)",
     "mlp": "fully connected ReLU network (hidden sizes from `hidden`)",
     "cnn": "small CNN for images: two 3x3 conv layers (16, 32), global pooling, dense",
 }
@@ -89,7 +95,10 @@ def build_model(name: str, input_shape: Sequence[int], n_outputs: int, hidden: S
         h = k.layers.GlobalAveragePooling2D()(h)
         for units in hidden[:1]:
             h = k.layers.Dense(int(units), activation="relu")(h)
-    outputs = k.layers.Dense(int(n_outputs))(h)
+    if name == "logreg":  # a convex model: it starts at zero, as scikit-learn's solvers do (see MODELS)
+        outputs = k.layers.Dense(int(n_outputs), kernel_initializer="zeros", bias_initializer="zeros")(h)
+    else:
+        outputs = k.layers.Dense(int(n_outputs))(h)
     return k.Model(inputs, outputs, name=name)
 
 

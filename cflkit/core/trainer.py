@@ -41,29 +41,37 @@ OPTIMIZERS = {
 }
 
 
-def batch_plan(sizes: Sequence[int], batch_size: int, epochs: int, rng: np.random.Generator):
+def batch_plan(sizes: Sequence[int], batch_size: int, epochs: int, rng: np.random.Generator,
+               local_steps: int = 0):
     """Minibatch order for every client: ``(index, mask)`` of shape (clients, steps, batch).
 
     ``index[c, t]`` holds positions into client ``c``'s own samples, ``mask`` marks the real
     ones. Client ``c`` is active for its first ``epochs * ceil(n_c / batch_size)`` steps, a
     fresh permutation per epoch, the last batch of an epoch possibly short, as in a
     per-client ``for epoch: for batch in shuffled(data)`` loop.
+
+    ``local_steps`` > 0 replaces the epochs: every client takes exactly that many minibatches,
+    epoch after epoch of fresh permutations (a data loader restarted when exhausted, as
+    FLamby's local training does), so small and large clients make the same number of steps.
     """
     sizes = np.asarray(sizes, dtype=np.int64)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if epochs < 1:
         raise ValueError(f"local_epochs must be >= 1, got {epochs}")
+    if local_steps < 0:
+        raise ValueError(f"local_steps must be >= 0 (0: use local_epochs), got {local_steps}")
     if sizes.size == 0 or sizes.min() < 1:
         raise ValueError(f"every client needs at least one training sample, got sizes {sizes.tolist()}")
     steps = np.ceil(sizes / batch_size).astype(np.int64)
-    total = int(epochs * steps.max())
+    total = int(local_steps) if local_steps else int(epochs * steps.max())
     index = np.zeros((len(sizes), total, batch_size), dtype=np.int32)
     mask = np.zeros((len(sizes), total, batch_size), dtype=np.float32)
     for c, n in enumerate(sizes):
-        order = np.concatenate([_padded(rng.permutation(n), batch_size) for _ in range(epochs)])
-        k = order.size // batch_size
-        order = order.reshape(k, batch_size)
+        passes = -(-total // int(steps[c])) if local_steps else epochs
+        order = np.concatenate([_padded(rng.permutation(n), batch_size) for _ in range(passes)])
+        order = order.reshape(-1, batch_size)[:total]
+        k = len(order)
         index[c, :k] = np.maximum(order, 0)
         mask[c, :k] = order >= 0
     return index, mask
@@ -111,6 +119,7 @@ class Trainer:
     beta1: float = 0.9
     beta2: float = 0.999
     epsilon: float = 1e-7
+    local_steps: int = 0  # > 0: this many minibatch steps per client and round instead of local_epochs
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -134,7 +143,7 @@ class Trainer:
         return cls(model, federation.x, federation.y, loss=federation.task, learning_rate=config.learning_rate,
                    batch_size=config.batch_size, local_epochs=config.local_epochs, jit_compile=config.jit_compile,
                    optimizer=config.optimizer, momentum=config.momentum, beta1=config.beta1, beta2=config.beta2,
-                   epsilon=config.epsilon)
+                   epsilon=config.epsilon, local_steps=config.local_steps)
 
     # -- compiled functions -------------------------------------------------------------
     def _forward(self, weights, xb):
@@ -228,7 +237,7 @@ class Trainer:
         n = len(index_sets)
         _check_stacked(weights, n)
         sizes = [len(s) for s in index_sets]
-        local, mask = batch_plan(sizes, self.batch_size, self.local_epochs, rng)
+        local, mask = batch_plan(sizes, self.batch_size, self.local_epochs, rng, self.local_steps)
         index = _to_global(local, index_sets)
         w = [tf_.constant(a, dtype=tf_.float32) for a in weights]
         a = w if anchor is None else [tf_.constant(v, dtype=tf_.float32) for v in anchor]

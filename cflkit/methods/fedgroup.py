@@ -66,7 +66,7 @@ from ..core.trainer import take
 from .base import Context
 from .clustered import Clustered, ClusteredParams, ClusteredState
 from .parts.clustering import NEEDS_K, align, cluster, cosine_similarity
-from .parts.representations import NEEDS_TRAINING, probe_rows, represent
+from .parts.representations import NEEDS_TRAINING, represent
 
 
 def decomposed_cosine_similarity(updates, k: int) -> np.ndarray:
@@ -243,15 +243,6 @@ class FedGroup(Clustered):
         and 3 for MADC (it compares two clients through the others)."""
         return max(self.n_clusters(ctx), 3 if self.measure == "madc" else 2)
 
-    def _subset(self, ctx, clients) -> Context:
-        """``ctx`` restricted to ``clients`` (renumbered), everybody in it taking part."""
-        return dataclasses.replace(ctx, federation=ctx.federation.subset(clients), participants=None, joined_ids=None)
-
-    def _probe_rows(self, ctx):
-        """Representation 'outputs': the whole federation's probe rows (None otherwise)."""
-        return probe_rows(ctx.federation, self.params.probe_size, self.config.seed) \
-            if self.representation == "outputs" else None
-
     def _before_groups(self, state: ClusteredState, ctx: Context, r: int):
         """FedAvg of the updates that arrived, or the group cold start on them."""
         fed, sampled, returned = ctx.federation, ctx.sampled, ctx.returned
@@ -261,8 +252,8 @@ class FedGroup(Clustered):
         if r <= self.warmup or len(returned) < self._cold_start_needs(ctx):  # warm-up, or the cold start waits
             models = update_clusters(state.models, updates, fed.sizes[returned], state.assignment[returned])
             return dataclasses.replace(state, models=models), ctx.traffic(clustered=0)
-        probe = self._probe_rows(ctx)
-        X = represent(self.representation, self._subset(ctx, returned), starts, updates, self.params, probe=probe).X
+        probe = self._probe(ctx)
+        X = represent(self.representation, self._view(ctx, returned), starts, updates, self.params, probe=probe).X
         sub, members = self.group(X, self.n_clusters(ctx), ctx.rng)
         sub = align(sub, state.assignment[returned])  # relabel so ids stay stable
         k = int(sub.max()) + 1
@@ -302,7 +293,7 @@ class FedGroup(Clustered):
         each pre-trains once from the kept cold-start model; one whose update arrived joins
         the group whose reference update is the closest in cosine dissimilarity."""
         ref = state.reference
-        view = self._subset(ctx, clients)
+        view = self._view(ctx, clients)
         start = [np.repeat(w[None], len(clients), axis=0) for w in ref["start"]]
         trained = view.train(start) if self.representation in NEEDS_TRAINING else None
         X = represent(self.representation, view, start, trained, self.params, probe=ref["probe"]).X

@@ -59,6 +59,12 @@ class Config:
     beta1: float = 0.9  # optimizer 'adam': first-moment decay (Keras's default)
     beta2: float = 0.999  # optimizer 'adam': second-moment decay (Keras's default)
     epsilon: float = 1e-7  # optimizer 'adam': added to the root of the second moment (Keras's default)
+    server_optimizer: str = "none"  # per cluster model: none (plain averaging), fedavgm, fedadam, fedyogi, fedadagrad
+    server_learning_rate: float = 0.0  # server step size (0: 1 for none/fedavgm, 0.01 for the adaptive rules)
+    server_momentum: float = 0.9  # fedavgm: server momentum (Hsu et al. 2019)
+    server_beta1: float = 0.9  # fedadam/fedyogi/fedadagrad: first-moment decay (Reddi et al. 2021)
+    server_beta2: float = 0.99  # fedadam/fedyogi: second-moment decay (Reddi et al. 2021)
+    server_tau: float = 1e-3  # adaptive rules: adaptivity, added to the root of v; v starts at tau^2 (Reddi et al.)
     jit_compile: bool = False  # XLA-compile the trainer (measured: no gain on small MLPs here)
     # who takes part in a round
     participation: float = 1.0  # share of the clients sampled to train each round, in (0, 1]
@@ -131,6 +137,19 @@ class Config:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.epsilon <= 0:
             raise ValueError(f"epsilon must be > 0, got {self.epsilon}")
+        from .server_opt import SERVER_OPTIMIZERS
+
+        if self.server_optimizer not in SERVER_OPTIMIZERS:
+            raise ValueError(f"unknown server_optimizer {self.server_optimizer!r}; choose one of: "
+                             f"{', '.join(SERVER_OPTIMIZERS)}")
+        if not (self.server_learning_rate >= 0 and math.isfinite(self.server_learning_rate)):
+            raise ValueError(f"server_learning_rate must be >= 0 (0: the server optimizer's default), "
+                             f"got {self.server_learning_rate}")
+        for name in ("server_momentum", "server_beta1", "server_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.server_tau <= 0:
+            raise ValueError(f"server_tau must be > 0, got {self.server_tau}")
         if any(r <= 0 for r in self.quantity_ratios):
             raise ValueError(f"quantity_ratios must all be > 0, got {list(self.quantity_ratios)}")
         if any(int(h) < 1 for h in self.hidden):

@@ -43,6 +43,15 @@ def validate(config: Config, method: bool = True):
     parts = parse_scenario(config.scenario)
     _check_split(config)
     _check_participation(config, METHODS)
+    from .server_opt import learning_rate
+
+    if not METHODS[config.method].aggregates and (config.server_optimizer != "none"
+                                                 or learning_rate("none", config.server_learning_rate) != 1.0):
+        able = [name for name, m in METHODS.items() if m.aggregates]
+        raise ValueError(f"method {config.method!r} averages no updates, so it has no server optimizer "
+                         f"(server_optimizer={config.server_optimizer!r}, server_learning_rate="
+                         f"{config.server_learning_rate:g}); leave them at none and 0, or use one of: "
+                         f"{', '.join(able)}")
     if config.drift_round:
         from .drift import check_drift_scenario
 

@@ -74,6 +74,9 @@ def run_rounds(method, ctx, rounds: int, progress: bool = False, hooks: Hooks | 
     if arrival:  # the late clients are not there before their round (cflkit.core.participation)
         ctx.joined_ids = np.setdiff1d(np.arange(fed.n_clients),
                                       late_clients(fed.n_clients, config.arrival_fraction, config.seed))
+    from .server_opt import ServerOptimizer
+
+    server = ServerOptimizer.for_config(config) if getattr(method, "aggregates", True) else None
     start = time.perf_counter()
     hooks.begin_round(0, None)
     state = method.init(ctx)
@@ -91,7 +94,10 @@ def run_rounds(method, ctx, rounds: int, progress: bool = False, hooks: Hooks | 
         if partial:
             ctx.participants = draw_participants(fed.n_clients, config.participation, config.dropout, stream,
                                                  config.min_participants, pool=ctx.joined_ids)
+        before = state
         state, info = method.round(state, ctx, r)
+        if server is not None:
+            state = server_step(server, before, state, ctx)
         diagnostics.append({"round": r, **info.diagnostics})
         loss, score = record(rows, r, state, ctx, info.bytes_up, info.bytes_down, time.perf_counter() - t0, hooks)
         if loss is not None:
@@ -105,6 +111,20 @@ def run_rounds(method, ctx, rounds: int, progress: bool = False, hooks: Hooks | 
     if bar is not None:
         bar.close()
     return Rounds(state, rows, diagnostics, time.perf_counter() - start)
+
+
+def server_step(server, before, after, ctx):
+    """``after`` (the state the method's round made) with the server optimizer applied to
+    every cluster model that got an update this round (:mod:`cflkit.core.server_opt`)."""
+    old, old_assignment = before.server_models()
+    new, assignment = after.server_models()
+    k = int(new[0].shape[0])
+    updated = np.zeros(k, dtype=bool)
+    updated[np.unique(np.asarray(assignment)[ctx.returned])] = True
+    for c in np.flatnonzero(updated):  # kept bit for bit: no update reached it
+        if c < old[0].shape[0] and all(np.array_equal(n[c], o[c]) for n, o in zip(new, old)):
+            updated[c] = False
+    return after.with_server_models(server.step(old, new, old_assignment, assignment, updated))
 
 
 def record(rows: list, r: int, state, ctx, up, down, seconds: float, hooks: Hooks):

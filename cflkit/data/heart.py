@@ -210,5 +210,10 @@ FLAMBY_PROTOCOL = {
     "centralized": dict(method="centralized", rounds=50, local_epochs=1, optimizer="adam", learning_rate=0.001),
     "fedavg": dict(method="fedavg", rounds=15, local_steps=100, optimizer="sgd", learning_rate=0.001),
     "local": dict(method="local", rounds=50, local_epochs=1, optimizer="adam", learning_rate=0.001),
+    # FedAdam100 / FedYogi100 of the result files: client SGD, server Adam / Yogi at 0.01, tau 1e-8, betas 0.9/0.999
+    "fedadam": dict(method="fedavg", rounds=15, local_steps=100, optimizer="sgd", learning_rate=0.01,
+                    server_optimizer="fedadam", server_learning_rate=0.01, server_tau=1e-8, server_beta2=0.999),
+    "fedyogi": dict(method="fedavg", rounds=15, local_steps=100, optimizer="sgd", learning_rate=0.003162,
+                    server_optimizer="fedyogi", server_learning_rate=0.01, server_tau=1e-8, server_beta2=0.999),
 }
 FLAMBY_COMMON = dict(dataset="heart_disease", scenario="natural", split="flamby", model="logreg", batch_size=4)

@@ -5,6 +5,7 @@ round number. A method declares its own parameters (``Params``, a dataclass of
 assignment, its own typed state (a subclass of :class:`ServerState`)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,15 @@ class ServerState:
     def client_models(self) -> list:
         """Each client's current model: its cluster's model, stacked per client."""
         return take(self.models, self.assignment)
+
+    def server_models(self) -> tuple[list, np.ndarray]:
+        """The models the server optimizer steps (:mod:`cflkit.core.server_opt`), stacked by
+        a stable cluster id, and every client's id among them."""
+        return self.models, self.assignment
+
+    def with_server_models(self, models: list) -> "ServerState":
+        """This state with the models of :meth:`server_models` replaced."""
+        return dataclasses.replace(self, models=models)
 
 
 @dataclass
@@ -114,6 +124,7 @@ class Method:
     partial_participation = False  # whether it runs with client sampling and dropouts (its docstring says how)
     newcomer = ""  # how a client that never trained joins a cluster (empty: it cannot; holdout_clients is refused)
     newcomer_uploads = 0  # models a newcomer sends to be assigned (its update, for server-side rules)
+    aggregates = True  # whether the server averages updates (a server optimizer needs it)
 
     @classmethod
     def handles_absent(cls, params) -> bool:

@@ -106,6 +106,7 @@ class Local(Method):
     name = "local"
     summary = "each client alone, no communication (lower bound on collaboration)"
     partial_participation = True
+    aggregates = False
 
     def init(self, ctx):
         n = ctx.federation.n_clients
@@ -131,6 +132,7 @@ class Centralized(Method):
     name = "centralized"
     summary = "one model on the pooled data of all clients (upper reference, not federated)"
     newcomer = "the pooled model"
+    aggregates = False
 
     def assign_newcomers(self, state, ctx, members, newcomers):
         return np.zeros(len(newcomers), dtype=np.int64)

@@ -9,6 +9,7 @@ The pure parts (:func:`loss_matrix`, :func:`assign_by_loss`, :func:`expose`,
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,13 @@ class IFCAState(ServerState):
 
     candidates: list  # K stacked models: arrays of shape (K, *layer_shape)
     choice: np.ndarray  # (n_clients,) candidate id each client chose
+
+    def server_models(self):
+        return self.candidates, self.choice  # all K candidates keep their ids; the chosen ones are a view
+
+    def with_server_models(self, models):
+        chosen, assignment = expose(models, self.choice)
+        return dataclasses.replace(self, models=chosen, assignment=assignment, candidates=models)
 
 
 def loss_matrix(ctx: Context, candidates: list, clients=None) -> np.ndarray:

@@ -30,7 +30,7 @@ TINY_RUNS = [
      "figures": ["ari_heatmap", "accuracy_heatmap", "ari_over_rounds"], "tables": ["results.csv", "ari_per_round.csv"]},
     {"name": "heart", "notebook": str(ROOT / "notebooks" / "09_medical_heart_disease.ipynb"),
      "parameters": {"methods": ["fedavg", "local", "metadata", "flhc"], "seeds": [0], "rounds": 2, "local_epochs": 1,
-                    "restarts": 1, "sattler_warmup": 1},
+                    "restarts": 1, "sattler_warmup": 1, "flamby_seeds": [0]},
      "figures": ["co_clustering", "per_hospital"], "tables": ["results.csv", "hospitals.csv"]},
     {"name": "air", "notebook": str(ROOT / "notebooks" / "10_environmental_air_quality.ipynb"),
      "parameters": {"methods": ["fedavg", "oracle", "flhc"], "seeds": [0], "rounds": 2, "local_epochs": 1,

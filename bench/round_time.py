@@ -216,6 +216,10 @@ def bench_one(n_clients: int, args, x, y) -> dict:
 
     times = _interleaved({name: (fn, reps) for name, (fn, _, reps) in impls.items()})
     result["load_average_1min_at_end"] = os.getloadavg()[0]
+    # the process's peak resident memory so far (Linux: kB): run one --clients value per process to read it per size
+    import resource
+
+    result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     base, base_min = statistics.median(times["cflkit"]), min(times["cflkit"])
     result["seconds_per_round"] = base
@@ -261,7 +265,14 @@ def environment(args) -> dict:
     from cflkit.core._tf import keras, tf
 
     tf_ = tf()
+    gpus = tf_.config.list_logical_devices("GPU")
+    gpu = {}
+    if gpus:  # the first GPU's name and its peak memory in this process (TF's allocator)
+        gpu = {"gpu_name": tf_.config.experimental.get_device_details(tf_.config.list_physical_devices("GPU")[0])
+               .get("device_name", gpus[0].name),
+               "gpu_peak_memory_bytes": tf_.config.experimental.get_memory_info("GPU:0")["peak"]}
     return {
+        **gpu,
         "tf_version": tf_.__version__,
         "keras_version": keras().__version__,
         "numpy_version": np.__version__,

@@ -84,6 +84,24 @@ def test_a_thousand_clients_of_a_64_64_10_mlp_train_in_one_process():
     assert np.all(np.isfinite(out[0]))
 
 
+@pytest.mark.slow
+def test_ten_thousand_clients_train_in_one_process_each_exactly_as_alone():
+    """Every client holds the same 10 rows, one full batch: one step, the same for all 10,000
+    (the order inside a batch does not change its mean gradient) and the same as one client alone."""
+    fed = federation_from(Config(scenario="iid", clients=4, samples_per_client=40))
+    seed_keras(0)
+    model = build_model("mlp", fed.input_shape, 10, (64, 64))
+    trainer = Trainer(model, fed.x, fed.y, batch_size=10, local_epochs=1)
+    rows = fed.train_index[0][:10]
+    start = initial_weights(lambda: model)
+    alone = trainer.train(stack(start, 1), [rows], np.random.default_rng(1))
+    out = trainer.train(stack(start, 10_000), [rows] * 10_000, np.random.default_rng(0))
+    for a, w, s in zip(alone, out, start):
+        assert w.shape == (10_000, *s.shape)
+        assert np.allclose(w, a, atol=1e-6)
+    assert not np.allclose(out[0][0], start[0])
+
+
 def test_models_with_non_trainable_state_are_refused():
     from cflkit.core._tf import keras
 

@@ -102,6 +102,24 @@ def test_ten_thousand_clients_train_in_one_process_each_exactly_as_alone():
     assert not np.allclose(out[0][0], start[0])
 
 
+def test_a_cnn_maps_its_clients_with_map_fn_and_matches_the_per_client_loop():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((300, 12, 12, 1)).astype(np.float32), rng.integers(0, 3, 300)
+    seed_keras(0)
+    model = build_model("cnn", (12, 12, 1), 3, (16,))
+    start = stack(initial_weights(lambda: model), 3)
+    index = [np.arange(0, 25), np.arange(30, 42), np.arange(50, 53)]  # unequal sizes: idle steps are masked
+    trainer = Trainer(model, x, y, batch_size=5, local_epochs=2, learning_rate=0.1)
+    assert trainer._map == "map_fn" and Trainer(build_model("mlp", (4,), 2), x[:, 0, :4, 0], y)._map == "vmap"
+    ours = trainer.train(start, index, np.random.default_rng(7))
+    loop = CompiledLoop(model, x, y, learning_rate=0.1).train(start, index, np.random.default_rng(7), 5, 2)
+    vmap = Trainer(model, x, y, batch_size=5, local_epochs=2, learning_rate=0.1, client_map="vmap")
+    for a, b, c in zip(ours, loop, vmap.train(start, index, np.random.default_rng(7))):
+        assert np.allclose(a, b, atol=1e-5) and np.allclose(a, c, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown client_map 'pmap'; choose one of: auto, vmap, map_fn"):
+        Trainer(model, x, y, client_map="pmap")
+
+
 def test_models_with_non_trainable_state_are_refused():
     from cflkit.core._tf import keras
 

@@ -2,9 +2,11 @@
 
 Client weights are stacked along a leading *client axis*; one compiled TensorFlow
 function runs ``local_epochs`` of minibatch SGD for every client of a round. The forward
-pass is Keras 3 ``model.stateless_call`` inside ``tf.vectorized_map``; because the clients'
-losses are independent, the gradient of their *sum* with respect to the stacked weights is
-every client's own gradient, so one tape serves all clients.
+pass is Keras 3 ``model.stateless_call`` inside ``tf.vectorized_map`` (``tf.map_fn`` for a
+model with convolutions, whose per-client kernels vectorised_map can only loop over, more
+slowly: ``bench/cnn_conv.py``); because the clients' losses are independent, the gradient
+of their *sum* with respect to the stacked weights is every client's own gradient, so one
+tape serves all clients.
 
 Clients of unequal size are handled by masking: a client with ``n`` samples takes
 ``ceil(n / batch_size)`` steps per epoch, exactly as it would alone, and is idle for the
@@ -38,6 +40,14 @@ OPTIMIZERS = {
     "sgd": "plain minibatch SGD: w -= lr g",
     "momentum": "SGD with momentum (Keras's rule: v = momentum v - lr g; w += v)",
     "adam": "Adam (Kingma & Ba 2015, Keras's rule with bias correction; beta1, beta2, epsilon)",
+}
+
+
+CLIENT_MAPS = {
+    "auto": "map_fn for a model with a convolution, vmap otherwise",
+    "vmap": "tf.vectorized_map: one batched op per layer (Dense layers become batched matmuls)",
+    "map_fn": "tf.map_fn: a loop over clients inside the compiled function (a client's own convolution kernel "
+              "has no vectorised rule, and vmap's fallback is slower: bench/cnn_conv.py)",
 }
 
 
@@ -120,17 +130,22 @@ class Trainer:
     beta2: float = 0.999
     epsilon: float = 1e-7
     local_steps: int = 0  # > 0: this many minibatch steps per client and round instead of local_epochs
+    client_map: str = "auto"  # how the clients' forward passes are mapped: vmap, map_fn, auto (see CLIENT_MAPS)
 
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        if self.client_map not in CLIENT_MAPS:
+            raise ValueError(f"unknown client_map {self.client_map!r}; choose one of: {', '.join(CLIENT_MAPS)}")
         if self.model.non_trainable_variables:
             raise ValueError(
                 "models with non-trainable state (e.g. BatchNormalization) are not supported: "
                 "per-client statistics would have to be stacked too")
         tf_ = self._tf = tf()
+        self._map = self.client_map if self.client_map != "auto" else (
+            "map_fn" if any("Conv" in type(layer).__name__ for layer in self.model.layers) else "vmap")
         self._x = tf_.constant(self.x, dtype=tf_.float32)
         y_dtype = tf_.int32 if self.loss == "classification" else tf_.float32
         self._y = tf_.constant(self.y, dtype=y_dtype)
@@ -155,6 +170,8 @@ class Trainer:
             w, xc = args
             return model.stateless_call(list(w), [], xc, training=True)[0]
 
+        if self._map == "map_fn":
+            return tf_.map_fn(one, (tuple(weights), xb), fn_output_signature=tf_.float32)
         return tf_.vectorized_map(one, (tuple(weights), xb))
 
     def _build_train(self):

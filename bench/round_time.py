@@ -75,6 +75,8 @@ def parse_args(argv=None):
                    help="also time cflkit with XLA (Trainer(jit_compile=True)) and report whether it helps")
     p.add_argument("--optimizers", action="store_true",
                    help="also time cflkit's momentum and Adam client optimizers, as ratios to the SGD round")
+    p.add_argument("--shards", type=int, default=1,
+                   help="also time Trainer(shards=N): the clients in N groups trained concurrently (default: off)")
     p.add_argument("--intra-threads", type=int, default=0, help="TF intra-op threads (0 = TF default)")
     p.add_argument("--inter-threads", type=int, default=0, help="TF inter-op threads (0 = TF default)")
     p.add_argument("--seed", type=int, default=0)
@@ -186,6 +188,12 @@ def bench_one(n_clients: int, args, x, y) -> dict:
         impls[name] = (
             lambda t=trainer, r=train_rng, n=name: fedavg_round(n, lambda w, s: t.train(w, s, r), n_clients),
             n_clients, args.repeats)
+    if args.shards > 1:  # the same trainer, its clients split into groups trained from as many threads
+        t = Trainer(model, x, y, learning_rate=args.learning_rate, batch_size=args.batch_size,
+                    local_epochs=args.epochs, shards=args.shards)
+        r = np.random.default_rng(args.seed + 1)
+        impls["sharded"] = (lambda t=t, r=r: fedavg_round("sharded", lambda w, s: t.train(w, s, r), n_clients),
+                            n_clients, args.repeats)
     for optimizer in (("momentum", "adam") if args.optimizers else ()):
         t = Trainer(model, x, y, learning_rate=args.learning_rate, batch_size=args.batch_size,
                     local_epochs=args.epochs, optimizer=optimizer)
@@ -234,6 +242,11 @@ def bench_one(n_clients: int, args, x, y) -> dict:
         result["xla_trainer_train_seconds"] = statistics.median(local_times["xla"][1:])
         result["xla_speedup"] = base / result["xla_seconds_per_round"]  # > 1: XLA helps
         result["xla_speedup_min"] = base_min / result["xla_seconds_per_round_min"]
+    if "sharded" in impls:  # > 1: the sharded round is faster than the plain one, same run
+        result["shards"] = args.shards
+        result["sharded_seconds_per_round"] = statistics.median(times["sharded"])
+        result["sharded_speedup"] = base / result["sharded_seconds_per_round"]
+        result["sharded_speedup_min"] = base_min / min(times["sharded"])
     for name in ("momentum", "adam"):
         if name in impls:  # > 1: the optimizer's round is slower than plain SGD's, same run
             result[f"{name}_seconds_per_round"] = statistics.median(times[name])

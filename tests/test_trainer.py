@@ -120,6 +120,19 @@ def test_a_cnn_maps_its_clients_with_map_fn_and_matches_the_per_client_loop():
         Trainer(model, x, y, client_map="pmap")
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_sharded_training_is_the_unsharded_one_up_to_rounding(optimizer):
+    fed, model, weights = _setup("rotation+quantity_skew", 7)
+    kw = dict(learning_rate=0.1, batch_size=8, local_epochs=2, optimizer=optimizer)
+    one = Trainer(model, fed.x, fed.y, **kw).train(weights, fed.train_index, np.random.default_rng(3))
+    three = Trainer(model, fed.x, fed.y, shards=3, **kw).train(weights, fed.train_index, np.random.default_rng(3))
+    for a, b, w in zip(one, three, weights):
+        assert a.shape == b.shape == w.shape
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="shards must be >= 1, got 0"):
+        Trainer(model, fed.x, fed.y, shards=0)
+
+
 def test_models_with_non_trainable_state_are_refused():
     from cflkit.core._tf import keras
 

@@ -131,12 +131,15 @@ class Trainer:
     epsilon: float = 1e-7
     local_steps: int = 0  # > 0: this many minibatch steps per client and round instead of local_epochs
     client_map: str = "auto"  # how the clients' forward passes are mapped: vmap, map_fn, auto (see CLIENT_MAPS)
+    shards: int = 1  # > 1: the round's clients split into this many groups trained at once from as many threads
 
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        if int(self.shards) < 1:
+            raise ValueError(f"shards must be >= 1, got {self.shards}")
         if self.client_map not in CLIENT_MAPS:
             raise ValueError(f"unknown client_map {self.client_map!r}; choose one of: {', '.join(CLIENT_MAPS)}")
         if self.model.non_trainable_variables:
@@ -256,12 +259,26 @@ class Trainer:
         sizes = [len(s) for s in index_sets]
         local, mask = batch_plan(sizes, self.batch_size, self.local_epochs, rng, self.local_steps)
         index = _to_global(local, index_sets)
-        w = [tf_.constant(a, dtype=tf_.float32) for a in weights]
-        a = w if anchor is None else [tf_.constant(v, dtype=tf_.float32) for v in anchor]
-        # `prox` is a Python flag: without FedProx the proximal term is not even traced.
-        out = self._train_fn(w, a, tf_.constant(index), tf_.constant(mask),
-                             tf_.constant(self.learning_rate, tf_.float32), tf_.constant(mu, tf_.float32), mu > 0)
-        return [o.numpy() for o in out]
+        lr, mu_ = tf_.constant(self.learning_rate, tf_.float32), tf_.constant(mu, tf_.float32)
+
+        def part(lo: int, hi: int) -> list:
+            w = [tf_.constant(a[lo:hi], dtype=tf_.float32) for a in weights]
+            a = w if anchor is None else [tf_.constant(v[lo:hi], dtype=tf_.float32) for v in anchor]
+            # `prox` is a Python flag: without FedProx the proximal term is not even traced.
+            return [o.numpy() for o in self._train_fn(w, a, tf_.constant(index[lo:hi]), tf_.constant(mask[lo:hi]),
+                                                      lr, mu_, mu > 0)]
+
+        shards = min(int(self.shards), n)
+        if shards <= 1:
+            return part(0, n)
+        # independent groups of clients, trained concurrently (TF releases the GIL while it runs);
+        # the batch plan was drawn for all clients at once, so the result is the unsharded one
+        from concurrent.futures import ThreadPoolExecutor
+
+        bounds = np.linspace(0, n, shards + 1).astype(int)
+        with ThreadPoolExecutor(shards) as pool:
+            parts = list(pool.map(lambda i: part(bounds[i], bounds[i + 1]), range(shards)))
+        return [np.concatenate([p[j] for p in parts]) for j in range(len(weights))]
 
     def gradients(self, weights: Weights, index_sets: Sequence[np.ndarray]) -> Weights:
         """Full-batch gradient of each client's mean loss at its weights, stacked."""

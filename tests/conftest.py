@@ -22,3 +22,19 @@ def id_dataset():
 
 def row_ids(fed, rows):
     return fed.x[rows, 0].astype(int)
+
+
+def offline_copy(folder: str) -> Path:
+    """The shared offline copy ``folder`` of a real dataset (``CFLKIT_OFFLINE_DIRS``, else
+    ../shared/data). Without it a test skips — or fails under ``CFLKIT_REQUIRE_DATA=1``,
+    set by ``.ci/run``, so that CI never reports a data test it did not run as passing."""
+    import os
+
+    dirs = os.environ.get("CFLKIT_OFFLINE_DIRS", "") or str(ROOT.parent / "shared" / "data")
+    for d in dirs.split(os.pathsep):
+        if d and (Path(d) / folder).is_dir():
+            return Path(d) / folder
+    message = f"no offline copy of {folder} in {dirs}"
+    if os.environ.get("CFLKIT_REQUIRE_DATA") == "1":
+        pytest.fail(message + " (CFLKIT_REQUIRE_DATA=1)")
+    pytest.skip(message)

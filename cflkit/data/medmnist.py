@@ -8,7 +8,9 @@ MD5s as published in the ``medmnist`` package's ``INFO`` (version 3.0.2).
 Each file holds ``{train,val,test}_{images,labels}``; the three splits are pooled into one
 dataset (the scenarios draw their own clients and splits; ``meta["split"]`` keeps the
 official one). Images are scaled to [0, 1] with a channel axis: ``(N, 28, 28, 1)`` for grey
-images, ``(N, 28, 28, 3)`` for RGB (bloodmnist). There are no sites: MedMNIST federations
+images, ``(N, 28, 28, 3)`` for RGB (retinamnist, bloodmnist). RetinaMNIST's task is ordinal
+regression of the retinopathy grade in MedMNIST; here it is 5-class classification (the
+ordering is not used). There are no sites: MedMNIST federations
 are simulated with the planted scenarios.
 """
 from __future__ import annotations
@@ -21,6 +23,11 @@ ZENODO = "https://zenodo.org/records/10519652/files/"
 FILES = {  # name: (MD5, labels, channels, samples train/val/test, description)
     "pneumoniamnist": ("28209eda62fecd6e6a2d98b1501bb15f", ("normal", "pneumonia"), 1, (4708, 524, 624),
                        "paediatric chest X-rays, normal vs pneumonia"),
+    "breastmnist": ("750601b1f35ba3300ea97c75c52ff8f6", ("malignant", "normal or benign"), 1, (546, 78, 156),
+                    "breast ultrasound, malignant vs normal or benign"),
+    "retinamnist": ("bd4c0672f1bba3e3a89f0e4e876791e4", ("grade 0", "grade 1", "grade 2", "grade 3", "grade 4"), 3,
+                    (1080, 120, 400), "retinal fundus photographs (RGB), 5 grades of diabetic retinopathy "
+                    "(ordinal; classified here as 5 classes)"),
     "bloodmnist": ("7053d0359d879ad8a5505303e11de1dc",
                    ("basophil", "eosinophil", "erythroblast", "immature granulocytes", "lymphocyte",
                     "monocyte", "neutrophil", "platelet"), 3, (11959, 1712, 3421),

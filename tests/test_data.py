@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import offline_copy
 
 from cflkit import load_dataset, make_federation
 from cflkit.data import air_quality, cache, heart, medmnist, mnist
@@ -32,9 +33,18 @@ def _has(folder: str) -> bool:
     return any((Path(d) / folder).is_dir() for d in _offline_root().split(os.pathsep) if d)
 
 
-needs_heart = pytest.mark.skipif(not _has("heart_disease_uci"), reason="no offline copy of heart_disease_uci")
-needs_air = pytest.mark.skipif(not _has("beijing_multisite_air_quality"),
-                               reason="no offline copy of beijing_multisite_air_quality")
+@pytest.fixture
+def _heart_copy():
+    offline_copy("heart_disease_uci")  # skips, or fails under CFLKIT_REQUIRE_DATA=1 (CI)
+
+
+@pytest.fixture
+def _air_copy():
+    offline_copy("beijing_multisite_air_quality")
+
+
+needs_heart = pytest.mark.usefixtures("_heart_copy")
+needs_air = pytest.mark.usefixtures("_air_copy")
 
 
 def _sums(folder: str) -> dict:
@@ -63,16 +73,14 @@ def env(offline_env, monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def heart_ds(offline_env):
-    if not _has("heart_disease_uci"):
-        pytest.skip("no offline copy of heart_disease_uci")
+    offline_copy("heart_disease_uci")
     return heart.load_heart_disease()
 
 
 @pytest.fixture(scope="module")
 def air_raw(offline_env):
     """The 12 raw station tables, parsed once for the module."""
-    if not _has("beijing_multisite_air_quality"):
-        pytest.skip("no offline copy of beijing_multisite_air_quality")
+    offline_copy("beijing_multisite_air_quality")
     return air_quality.read_raw()
 
 

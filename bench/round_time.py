@@ -134,6 +134,42 @@ def load_data():
     return (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int32)
 
 
+def matmul_floor(n_clients: int, steps: int, batch: int):
+    """A callable doing only the batched matmuls of a round of the 64-64-10 MLP: per step the
+    3 forward products and the 5 backward ones (no input gradient), on random data, in one
+    compiled loop: the arithmetic floor that the trainer's round is measured against."""
+    import numpy as np
+
+    from cflkit.core._tf import tf
+
+    tf_ = tf()
+    rng = np.random.default_rng(0)
+
+    def t(*shape):
+        return tf_.constant(rng.normal(size=(n_clients, *shape)).astype(np.float32))
+
+    x, w1, w2, w3 = t(batch, 64), t(64, 64), t(64, 64), t(64, 10)
+
+    @tf_.function
+    def run(x, w1, w2, w3):
+        acc = tf_.zeros([], tf_.float32)
+        for _ in tf_.range(steps):
+            h1 = tf_.matmul(x, w1)
+            h2 = tf_.matmul(h1, w2)
+            z3 = tf_.matmul(h2, w3)
+            d2 = tf_.matmul(z3, w3, transpose_b=True)
+            g3 = tf_.matmul(h2, z3, transpose_a=True)
+            d1 = tf_.matmul(d2, w2, transpose_b=True)
+            g2 = tf_.matmul(h1, d2, transpose_a=True)
+            g1 = tf_.matmul(x, d1, transpose_a=True)
+            acc += g1[0, 0, 0] + g2[0, 0, 0] + g3[0, 0, 0]
+        return acc
+
+    # per step and client: 2 B (5 products of 64x64 weights + 3 of 64x10) multiply-adds, as 2 flops each
+    flops = 2 * steps * n_clients * batch * (5 * 64 * 64 + 3 * 64 * 10)
+    return (lambda: run(x, w1, w2, w3).numpy()), flops
+
+
 def bench_one(n_clients: int, args, x, y) -> dict:
     import numpy as np
 
@@ -178,6 +214,8 @@ def bench_one(n_clients: int, args, x, y) -> dict:
 
     # One callable per implementation: a full round over its first k clients.
     impls = {}  # name -> (round function, k clients timed, repeats)
+    floor_fn, floor_flops = matmul_floor(n_clients, result["steps_per_round"], args.batch_size)
+    impls["matmul_floor"] = (floor_fn, n_clients, args.repeats)
     for jit in ([False, True] if args.jit else [False]):
         trainer = Trainer(model, x, y, learning_rate=args.learning_rate, batch_size=args.batch_size,
                           local_epochs=args.epochs, jit_compile=jit)
@@ -242,6 +280,10 @@ def bench_one(n_clients: int, args, x, y) -> dict:
         result["xla_trainer_train_seconds"] = statistics.median(local_times["xla"][1:])
         result["xla_speedup"] = base / result["xla_seconds_per_round"]  # > 1: XLA helps
         result["xla_speedup_min"] = base_min / result["xla_seconds_per_round_min"]
+    floor = statistics.median(times["matmul_floor"])
+    result["matmul_floor_seconds"] = floor  # the round's batched matmuls alone, full batches, same run
+    result["matmul_floor_gflops"] = floor_flops / floor / 1e9
+    result["fraction_of_matmul_floor"] = floor / result["trainer_train_seconds"]  # 1: training is only matmuls
     if "sharded" in impls:  # > 1: the sharded round is faster than the plain one, same run
         result["shards"] = args.shards
         result["sharded_seconds_per_round"] = statistics.median(times["sharded"])
@@ -316,7 +358,9 @@ def print_table(results: list[dict], args):
     cols = ["clients", "cflkit"]
     if args.jit:
         cols += ["cflkit XLA", "XLA speedup"]
-    cols += ["compiled loop", "model.fit", "vs loop", "vs fit"]
+    cols += ["compiled loop", "model.fit", "vs loop", "vs fit", "matmul floor", "of floor"]
+    if args.shards > 1:
+        cols += [f"{args.shards} shards", "shard speedup"]
     rows = []
     for r in results:
         row = [str(r["clients"]), _fmt(r["seconds_per_round"])]
@@ -329,6 +373,9 @@ def print_table(results: list[dict], args):
         for name in ("reference_loop", "model_fit"):
             value = r.get(f"speedup_vs_{name}")
             row.append("-" if value is None else f"{value:.1f}x")
+        row += [_fmt(r["matmul_floor_seconds"]), f"{r['fraction_of_matmul_floor']:.0%}"]
+        if args.shards > 1:
+            row += [_fmt(r["sharded_seconds_per_round"]), f"{r['sharded_speedup']:.2f}x"]
         rows.append(row)
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
@@ -348,6 +395,7 @@ def print_table(results: list[dict], args):
 
 
 CSV_COLUMNS = ("clients", "samples_per_client", "batch_size", "epochs", "model", "seconds_per_round",
+               "trainer_train_seconds", "matmul_floor_seconds", "fraction_of_matmul_floor",
                "reference_loop_seconds_per_round", "model_fit_seconds_per_round", "speedup_vs_reference_loop",
                "speedup_vs_model_fit", "reference_loop_extrapolated_from_clients",
                "model_fit_extrapolated_from_clients", "repeats", "reference_repeats", "device", "cpu_count",

@@ -84,6 +84,24 @@ DATASETS: dict[str, tuple[Callable[[], Dataset], str]] = {
     "air_quality_bands": (_lazy("air_quality", "load_air_quality", "bands"),
                           "Beijing air quality, 12 stations (natural), ~16,600 station-days, 6 AQI PM2.5 bands "
                           "(download, CC BY 4.0)"),
+    "physionet2012": (_lazy("physionet2012", "load_physionet2012"),
+                      "PhysioNet 2012 ICU mortality, 4 ICU types (natural), 8000 stays (set-a train, set-b test), "
+                      "226 features, 2 classes (download, ODC-By 1.0)"),
+    "physionet2012_subsites": (_lazy("physionet2012", "load_physionet2012", 4),
+                               "PhysioNet 2012 ICU mortality, 16 seeded sub-sites (natural, grouped by ICU type), "
+                               "same stays and split (download, ODC-By 1.0)"),
+    "pm25_cities": (_lazy("pm25_cities", "load_pm25_cities", "site"),
+                    "PM2.5 of five Chinese cities, 16 sites (natural, grouped by city), 18,224 site-days, "
+                    "PM2.5 regression from weather (download, CC BY 4.0)"),
+    "pm25_cities_city": (_lazy("pm25_cities", "load_pm25_cities", "city"),
+                         "PM2.5 of five Chinese cities, 5 cities (natural, grouped north / south), same rows "
+                         "(download, CC BY 4.0)"),
+    "parkinsons": (_lazy("parkinsons", "load_parkinsons", "total"),
+                   "UCI Parkinsons telemonitoring, 42 patients (natural), 5875 recordings, 16 voice features, "
+                   "total UPDRS regression (download, CC BY 4.0)"),
+    "parkinsons_motor": (_lazy("parkinsons", "load_parkinsons", "motor"),
+                         "UCI Parkinsons telemonitoring, 42 patients (natural), 5875 recordings, 16 voice features, "
+                         "motor UPDRS regression (download, CC BY 4.0)"),
     "pneumoniamnist": (_lazy("medmnist", "load_medmnist", "pneumoniamnist"),
                        "MedMNIST chest X-rays 28x28, 5856 images, 2 classes (download, CC BY 4.0)"),
     "breastmnist": (_lazy("medmnist", "load_medmnist", "breastmnist"),

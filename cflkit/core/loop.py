@@ -18,7 +18,8 @@ import numpy as np
 
 HISTORY_COLUMNS = ("round", "client", "group", "cluster", "loss", "accuracy", "train_size", "test_size", "bytes_up",
                    "bytes_down", "participated", "returned", "joined", "holdout",
-                   "seconds")  # and the task's other metrics after accuracy
+                   "seconds")  # and the task's other metrics after accuracy (trainer.metric_names: binary
+# classification adds auroc, auprc, balanced_accuracy; regression rmse, mae, r2)
 
 
 class DivergenceError(RuntimeError):
@@ -130,14 +131,14 @@ def server_step(server, before, after, ctx):
 def record(rows: list, r: int, state, ctx, up, down, seconds: float, hooks: Hooks):
     """Append round ``r``'s history rows (one per client); return its losses and scores
     (None when the round was not evaluated)."""
-    from .trainer import METRICS
+    from .trainer import metric_names
 
     fed = ctx.federation
     evaluated = hooks.evaluates(r)
     if evaluated:
         m = ctx.trainer.metrics(state.client_models(), fed.test_index)
     else:
-        m = {k: np.full(fed.n_clients, np.nan) for k in METRICS[fed.task]}
+        m = {k: np.full(fed.n_clients, np.nan) for k in metric_names(fed.task, fed.n_classes)}
     if "accuracy" not in m:
         m = {**m, "accuracy": np.full(fed.n_clients, np.nan)}  # the column exists for every task
     joined = np.ones(fed.n_clients, dtype=np.int64)

@@ -44,6 +44,35 @@ def regression_summary(last) -> dict:
     }
 
 
+BINARY_SUMMARY = ("auroc_mean", "auroc_weighted", "auroc_worst10", "auroc_clients", "auprc_mean", "auprc_weighted",
+                  "balanced_accuracy_mean", "balanced_accuracy_weighted")
+
+
+def nan_weighted_mean(values, weights) -> float:
+    """Mean of ``values`` weighted by ``weights`` over the finite values only (NaN if none)."""
+    v, w = np.asarray(values, dtype=float), np.asarray(weights, dtype=float)
+    ok = np.isfinite(v)
+    return float(np.sum(v[ok] * w[ok]) / np.sum(w[ok])) if ok.any() and np.sum(w[ok]) > 0 else float("nan")
+
+
+def binary_summary(last) -> dict:
+    """Binary-classification scores of the final round over clients (:data:`BINARY_SUMMARY`):
+    AUROC mean, test-size-weighted mean and worst 10 %; AUPRC and balanced-accuracy means and
+    weighted means. NaN-aware: a client whose test set has one class only has no AUROC or
+    AUPRC (NaN) and is left out of those; ``auroc_clients`` counts the clients that entered.
+    The weighted means weight clients, they are not the AUROC of the pooled test rows."""
+    w = last["test_size"].to_numpy(dtype=float)
+    out = {}
+    for name in ("auroc", "auprc", "balanced_accuracy"):
+        v = last[name].to_numpy(dtype=float)
+        out[f"{name}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+        out[f"{name}_weighted"] = nan_weighted_mean(v, w)
+        if name == "auroc":
+            out["auroc_worst10"] = worst_fraction_mean(v, 0.10)
+            out["auroc_clients"] = int(np.isfinite(v).sum())
+    return {k: out[k] for k in BINARY_SUMMARY}
+
+
 def clustering_scores(groups, assignment) -> dict:
     """ARI, AMI, homogeneity, completeness and V-measure of ``assignment`` against ``groups``.
 

@@ -52,6 +52,7 @@ NATURAL = {
                "group = a site attribute (e.g. urban / suburban) or one group",
 }
 DEFAULT_CLIENTS, DEFAULT_GROUPS = 16, 4  # make_federation's (and Config's) defaults
+NATURAL_TEST_FRACTION = 0.25  # make_natural_federation's (and Config's) default test_fraction
 
 FEATURE_SKEWS = {
     "image": ("none", "erosion", "dilation", "inversion", "noise"),
@@ -214,7 +215,10 @@ def make_natural_federation(dataset: Dataset, clients: int = DEFAULT_CLIENTS, gr
 
     Each client's test set is the last ``test_fraction`` of its rows in time when the
     dataset has ``meta["time"]`` (no future in the training set), a seeded random share
-    otherwise. Features flagged in ``meta["standardize"]`` are standardised per client
+    otherwise. A dataset with a *fixed split* keeps it: ``meta["test"]`` flags its test rows
+    (PhysioNet 2012: set-b, named by ``meta["test_name"]``), each client's test set is its
+    flagged rows and ``test_fraction`` does not apply (any value but its default is refused).
+    Features flagged in ``meta["standardize"]`` are standardised per client
     with the mean and standard deviation of that client's *training* rows of
     ``meta["raw_x"]`` only: nothing leaks across clients or from test to train.
 
@@ -233,8 +237,8 @@ def make_natural_federation(dataset: Dataset, clients: int = DEFAULT_CLIENTS, gr
     pooled = _site_clients(dataset, meta, site, n_sites, names, test_fraction, np.random.default_rng(seed))
     client_meta = {k: site_meta[k] for k in ([key] if key else []) + [k for k in site_meta if k != key]}
     client_meta["site"] = list(names)
-    return _site_federation(dataset, pooled, group, group_names, client_meta, key, seed, test_fraction,
-                            by_time=meta.get("time") is not None)
+    split = "fixed" if meta.get("test") is not None else "time" if meta.get("time") is not None else "random"
+    return _site_federation(dataset, pooled, group, group_names, client_meta, key, seed, test_fraction, split)
 
 
 def _check_sites(dataset, meta, test_fraction) -> None:
@@ -245,6 +249,10 @@ def _check_sites(dataset, meta, test_fraction) -> None:
                          f"such as heart_disease or air_quality")
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if meta.get("test") is not None and test_fraction != NATURAL_TEST_FRACTION:
+        raise ValueError(f"{dataset.name!r} has a fixed split (test set: {meta.get('test_name', 'its test rows')}); "
+                         f"test_fraction does not apply: leave it at its default {NATURAL_TEST_FRACTION:g}, "
+                         f"got {test_fraction}")
 
 
 def _site_groups(dataset, site_meta, key, n_sites) -> tuple[list, np.ndarray]:
@@ -279,7 +287,10 @@ def _site_clients(dataset, meta, site, n_sites, names, test_fraction, rng) -> di
         n = len(rows)
         if n < 2:
             raise ValueError(f"site {names[c]!r} of {dataset.name!r} has {n} row(s); a client needs at least 2")
-        rows, train, test = _split_site(rows, time, test_fraction, names[c], rng)
+        if meta.get("test") is not None:  # the dataset's own split
+            rows, train, test = _split_fixed(rows, np.asarray(meta["test"], dtype=bool), names[c])
+        else:
+            rows, train, test = _split_site(rows, time, test_fraction, names[c], rng)
         x = dataset.x[rows].copy()
         if raw is not None and scale.any():
             x = x.astype(np.float64)
@@ -310,22 +321,32 @@ def _split_site(rows, time, test_fraction, name, rng) -> tuple[np.ndarray, np.nd
     return rows, np.flatnonzero(~is_test), np.flatnonzero(is_test)
 
 
+def _split_fixed(rows, is_test, name) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, train, test)`` of a site under the dataset's fixed split (``meta["test"]``)."""
+    flags = is_test[rows]
+    if flags.all() or not flags.any():
+        missing = "training" if flags.all() else "test"
+        raise ValueError(f"site {name!r}: the dataset's fixed split gives it no {missing} rows; a client needs both")
+    return rows, np.flatnonzero(~flags), np.flatnonzero(flags)
+
+
 def _site_federation(dataset, pooled, group, group_names, client_meta, key, seed, test_fraction,
-                     by_time) -> Federation:
+                     split) -> Federation:
     """The sites' pooled rows as a :class:`Federation`, with ``source_rows`` and its one-line description."""
     n_sites = len(pooled["x"])
     fed = Federation(np.concatenate(pooled["x"]).astype(np.float32), np.concatenate(pooled["y"]),
                      pooled["train_index"], pooled["test_index"], group,
                      dataset.n_classes, dataset.task, dataset.kind, dataset.name, "natural", tuple(group_names),
                      params=dict(clients=n_sites, groups=len(group_names), seed=seed, test_fraction=test_fraction,
-                                 split="time" if by_time else "random", group_by=key),
+                                 split=split, group_by=key),
                      client_meta=client_meta)
     fed.source_rows = np.concatenate(pooled["source_rows"])
     sizes = fed.sizes
     fed.description = (f"{dataset.name} · natural · {n_sites} clients (one per site) in {len(group_names)} group"
                        f"{'s' if len(group_names) > 1 else ''} ({'; '.join(group_names)}) · "
                        f"{sizes.min()}–{sizes.max()} training samples per client"
-                       f"{' · test = last ' + format(test_fraction, 'g') + ' in time' if by_time else ''}")
+                       f"{' · test = last ' + format(test_fraction, 'g') + ' in time' if split == 'time' else ''}"
+                       f"{' · test = ' + dataset.meta.get('test_name', 'fixed rows') if split == 'fixed' else ''}")
     return fed
 
 

@@ -132,6 +132,7 @@ class Trainer:
     local_steps: int = 0  # > 0: this many minibatch steps per client and round instead of local_epochs
     client_map: str = "auto"  # how the clients' forward passes are mapped: vmap, map_fn, auto (see CLIENT_MAPS)
     shards: int = 1  # > 1: the round's clients split into this many groups trained at once from as many threads
+    n_classes: int = 0  # classification: 2 adds the binary metrics (BINARY_METRICS); 0: the model's output width
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -142,6 +143,8 @@ class Trainer:
             raise ValueError(f"shards must be >= 1, got {self.shards}")
         if self.client_map not in CLIENT_MAPS:
             raise ValueError(f"unknown client_map {self.client_map!r}; choose one of: {', '.join(CLIENT_MAPS)}")
+        if self.loss == "classification" and not self.n_classes:
+            self.n_classes = _output_width(self.model)
         if self.model.non_trainable_variables:
             raise ValueError(
                 "models with non-trainable state (e.g. BatchNormalization) are not supported: "
@@ -161,7 +164,7 @@ class Trainer:
         return cls(model, federation.x, federation.y, loss=federation.task, learning_rate=config.learning_rate,
                    batch_size=config.batch_size, local_epochs=config.local_epochs, jit_compile=config.jit_compile,
                    optimizer=config.optimizer, momentum=config.momentum, beta1=config.beta1, beta2=config.beta2,
-                   epsilon=config.epsilon, local_steps=config.local_steps)
+                   epsilon=config.epsilon, local_steps=config.local_steps, n_classes=federation.n_classes)
 
     # -- compiled functions -------------------------------------------------------------
     def _forward(self, weights, xb):
@@ -325,20 +328,80 @@ class Trainer:
         m = self.metrics(weights, index_sets)
         return m["loss"], m["accuracy" if self.loss == "classification" else "r2"]
 
+    @property
+    def metric_names(self) -> tuple:
+        """The names :meth:`metrics` returns (:func:`metric_names` of this trainer's task)."""
+        return metric_names(self.loss, self.n_classes)
+
     def metrics(self, weights: Weights, index_sets: Sequence[np.ndarray]) -> dict:
         """Every per-client metric of the task, as arrays of shape (clients,):
-        ``loss`` and ``accuracy`` (classification) or ``loss`` (MSE), ``rmse``, ``mae``
+        ``loss`` and ``accuracy`` (classification; two classes add ``auroc``, ``auprc`` and
+        ``balanced_accuracy``, :func:`binary_metrics`) or ``loss`` (MSE), ``rmse``, ``mae``
         and ``r2`` (regression). A client with no rows gets NaN."""
-        names = METRICS[self.loss]
+        names = self.metric_names
+        binary = len(names) > len(METRICS[self.loss])
         out = {k: np.full(len(index_sets), np.nan) for k in names}
         for c, (pred, rows) in enumerate(zip(self.predict(weights, index_sets), index_sets)):
             if len(rows):
                 for k, v in _metrics(self.loss, pred, self.y[rows]).items():
                     out[k][c] = v
+                if binary:
+                    for k, v in binary_metrics(pred, self.y[rows]).items():
+                        out[k][c] = v
         return out
 
 
 METRICS = {"classification": ("loss", "accuracy"), "regression": ("loss", "rmse", "mae", "r2")}
+BINARY_METRICS = ("auroc", "auprc", "balanced_accuracy")  # two-class classification only, after the task's own
+
+
+def metric_names(task: str, n_classes: int = 0) -> tuple:
+    """The per-client metrics of a task: :data:`METRICS`, plus :data:`BINARY_METRICS` for a
+    classification task with two classes."""
+    return METRICS[task] + (BINARY_METRICS if task == "classification" and n_classes == 2 else ())
+
+
+def binary_metrics(out: np.ndarray, y: np.ndarray) -> dict:
+    """AUROC, AUPRC (average precision) and balanced accuracy of two-class logits ``out``
+    (rows, 2) against labels ``y``: scikit-learn's definitions (``roc_auc_score``,
+    ``average_precision_score``, ``balanced_accuracy_score``; ``tests/test_metrics_binary.py``
+    checks them against it, ties included), in numpy, because every client is scored after
+    every round and scikit-learn's per-call overhead (~3 ms a client) would dominate a round.
+
+    The score of a row is its logit difference ``out[:, 1] - out[:, 0]``, the log-odds of
+    class 1 (the same ranking as its softmax probability); the balanced accuracy uses the
+    argmax prediction, as ``accuracy`` does. A test set with one class only has no AUROC
+    nor AUPRC: both are NaN (summaries leave them out); its balanced accuracy is the recall
+    of that one class (scikit-learn's value).
+    """
+    y = np.asarray(y).astype(np.int64).reshape(-1)
+    out = np.asarray(out, dtype=np.float64)
+    score = out[:, 1] - out[:, 0]
+    pred = out.argmax(axis=1)
+    recalls = [float(np.mean(pred[y == k] == k)) for k in (0, 1) if np.any(y == k)]
+    result = {"auroc": float("nan"), "auprc": float("nan"), "balanced_accuracy": float(np.mean(recalls))}
+    positives = int(y.sum())
+    if 0 < positives < len(y):
+        from scipy.stats import rankdata
+
+        ranks = rankdata(score)  # ties share their mean rank: the Mann-Whitney form of the AUROC
+        negatives = len(y) - positives
+        result["auroc"] = float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+        order = np.argsort(-score, kind="mergesort")
+        s, hit = score[order], y[order]
+        last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # the end of each group of tied scores
+        tp = np.cumsum(hit)[last]
+        precision, recall = tp / (last + 1), tp / positives
+        result["auprc"] = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))  # sum_n (R_n - R_n-1) P_n
+    return result
+
+
+def _output_width(model) -> int:
+    """Outputs per sample of a Keras model (0 when it cannot say)."""
+    try:
+        return int(model.output_shape[-1])
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return 0
 
 
 def _metrics(loss: str, out: np.ndarray, y: np.ndarray) -> dict:

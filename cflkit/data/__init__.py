@@ -9,12 +9,15 @@ licences, citations, checksums and every preprocessing choice.
 """
 from __future__ import annotations
 
-from . import air_quality, heart, medmnist, mnist
+from . import air_quality, heart, medmnist, mnist, parkinsons, physionet2012, pm25_cities
 from .cache import ChecksumError, DataError, Source, cache_dir, fetch, offline_dirs, status
 
 SOURCES: dict[str, Source] = {
     "heart_disease_uci": heart.SOURCE,
     "beijing_multisite_air_quality": air_quality.SOURCE,
+    "parkinsons_telemonitoring": parkinsons.SOURCE,
+    "pm25_five_chinese_cities": pm25_cities.SOURCE,
+    "physionet_challenge_2012": physionet2012.SOURCE,
     **{name: medmnist.source(name) for name in medmnist.FILES},
     "mnist": mnist.MNIST,
     "fashion_mnist": mnist.FASHION,
@@ -37,12 +40,16 @@ def fetch_source(name: str, progress: bool = False) -> dict:
     key, src = find_source(name)
     if src in (mnist.MNIST, mnist.FASHION):
         return mnist.paths(src, progress)
+    if src is physionet2012.SOURCE:  # 8000 stay files, checked through manifests (its module)
+        return physionet2012.fetch_files(progress)
     return fetch(src, progress=progress)
 
 
 def source_status(key: str) -> tuple[str, int]:
     """Like :func:`cache.status`, also finding MNIST files in Keras's own cache."""
     src = SOURCES[key]
+    if src is physionet2012.SOURCE:
+        return physionet2012.status()
     where, size = status(src)
     if where == "missing" and src in (mnist.MNIST, mnist.FASHION):
         keras_dirs = (mnist.keras_cache(), mnist.keras_cache() / src.name)

@@ -49,7 +49,7 @@ import time
 import numpy as np
 
 from ..core.loop import Hooks
-from ..core.trainer import METRICS, _check_stacked
+from ..core.trainer import _check_stacked, metric_names
 from .protocol import MESSAGE_TYPE, draw_permutations, imputed_update, pack, unpack
 
 log = logging.getLogger("cflkit.flower")
@@ -257,7 +257,7 @@ class FlowerTrainer:
 
     def _metrics(self, weights, index_sets, impute: bool) -> dict:
         _check_stacked(weights, len(index_sets))
-        names = sorted(METRICS[self.local.loss])
+        names = sorted(metric_names(self.local.loss, self.local.n_classes))  # as a node's trainer.metrics
         out = {k: np.full(len(index_sets), np.nan) for k in names}
         route = self._route(index_sets, "metrics")
         groups = self._group(route)

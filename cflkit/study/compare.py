@@ -13,10 +13,12 @@ What lands in ``out_dir``:
   ``history.csv``, ``summary.json``), written atomically by :func:`cflkit.core.experiment.run`.
   ``<cell-id>`` is ``<method>-<scenario>-s<seed>``, then ``<field>_<value>`` for every
   other field that varies in the grid, then 8 hex digits of the hash of the full config.
-- ``results.csv`` — one row per cell: its config values, final accuracy, clustering
-  scores against the planted groups, stable round, clusters, bytes, wall time, ``error``.
+- ``results.csv`` — one row per cell: its config values, final accuracy (AUROC, AUPRC and
+  balanced accuracy for a binary task, NaN else), clustering scores against the planted
+  groups, stable round, clusters, bytes, wall time, ``error``.
 - ``ari_per_round.csv`` — ARI / AMI / V-measure per round per cell (for plots over rounds).
-- ``table.md`` — mean ± std over seeds of ARI and accuracy (:func:`summarize_grid`).
+- ``table.md`` — mean ± std over seeds of ARI and accuracy, and of AUROC and AUPRC when the
+  grid has a binary task (:func:`headline`, :func:`summarize_grid`).
 - ``grid.json`` — the grid and the base config the tables were made from.
 
 Resume: a cell whose directory already holds a run of exactly the cell's config is not
@@ -60,6 +62,8 @@ PARTS = ("representation", "clusterer", "trigger")  # the parts of a clustered m
 KEY_FIELDS = ("method", "scenario", "seed")  # always in a cell id and the tables, in this order
 SUMMARY_COLUMNS = ("accuracy_mean", "accuracy_weighted", "accuracy_worst10", "loss_mean",
                    "rmse_mean", "rmse_weighted", "rmse_worst10", "mae_mean", "r2_mean",  # regression (NaN else)
+                   "auroc_mean", "auroc_weighted", "auroc_worst10", "auprc_mean", "auprc_weighted",  # binary
+                   "balanced_accuracy_mean", "balanced_accuracy_weighted",  # classification (NaN else)
                    "ari", "ami", "homogeneity", "completeness", "v_measure", "n_clusters", "stable_round", "rounds",
                    "bytes_total", "wall_seconds")
 INTEGER_COLUMNS = ("n_clusters", "stable_round", "rounds", "bytes_total")
@@ -281,7 +285,7 @@ def _write_tables(grid: dict, base: Config, cells: list, out_dir: Path, errors: 
         results.to_csv(tmp, index=False)
     with atomic_file(out_dir / "ari_per_round.csv") as tmp:
         per_round.to_csv(tmp, index=False)
-    write_text_atomic(out_dir / "table.md", markdown_table(summarize_grid(results)) + "\n")
+    write_text_atomic(out_dir / "table.md", markdown_table(summarize_grid(results, metrics=headline(results))) + "\n")
     write_text_atomic(out_dir / "grid.json", json.dumps(
         {"grid": {k: [_label(v) for v in _values(k, vs)] for k, vs in grid.items()}, "base": base.to_dict(),
          "settings": {k: _label(v) for k, v in (settings or {}).items()}},
@@ -493,6 +497,13 @@ def load_comparison(out_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
                 table[key] = table[key].astype(object).fillna("").astype(str)
         tables.append(table)
     return tables[0], tables[1]
+
+
+def headline(results: pd.DataFrame) -> tuple:
+    """The metrics of ``table.md``: ARI and mean accuracy, plus mean AUROC and AUPRC when a
+    cell has them (a binary task, whose accuracy says little when one class is rare)."""
+    binary = "auroc_mean" in results and results["auroc_mean"].astype(float).notna().any()
+    return ("ari", "accuracy_mean") + (("auroc_mean", "auprc_mean") if binary else ())
 
 
 def summarize_grid(results: pd.DataFrame, by=None, metrics=("ari", "accuracy_mean"),

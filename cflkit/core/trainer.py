@@ -164,7 +164,8 @@ class Trainer:
         return cls(model, federation.x, federation.y, loss=federation.task, learning_rate=config.learning_rate,
                    batch_size=config.batch_size, local_epochs=config.local_epochs, jit_compile=config.jit_compile,
                    optimizer=config.optimizer, momentum=config.momentum, beta1=config.beta1, beta2=config.beta2,
-                   epsilon=config.epsilon, local_steps=config.local_steps, n_classes=federation.n_classes)
+                   epsilon=config.epsilon, local_steps=config.local_steps, n_classes=federation.n_classes,
+                   shards=config.shards)
 
     # -- compiled functions -------------------------------------------------------------
     def _forward(self, weights, xb):

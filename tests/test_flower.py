@@ -170,6 +170,7 @@ def test_grid_run_equals_the_in_process_run():
     ("fedavg", dict(participation=0.5, min_participants=2, dropout=0.2)),
     ("oracle", dict(arrival_round=2, arrival_fraction=0.5, rounds=3)),
     ("flhc", dict(participation=0.5, warmup_rounds=1, rounds=4)),
+    ("ifca", dict(participation=0.5, restarts=2, server_optimizer="fedadam")),  # the server step is the loop's
 ])
 def test_client_sampling_dropouts_and_late_clients_give_the_in_process_history_on_a_grid(method, conditions):
     """The loop draws who takes part from the run's own stream on both paths: same clients

@@ -262,6 +262,9 @@ def summary_table(summaries: list[dict]) -> str:
     if summaries and "rmse_mean" in summaries[0]:  # regression: errors instead of accuracy
         score = [("RMSE mean", "rmse_mean", "{:.4f}"), ("RMSE weighted", "rmse_weighted", "{:.4f}"),
                  ("RMSE worst10%", "rmse_worst10", "{:.4f}"), ("R2 mean", "r2_mean", "{:.3f}")]
+    elif summaries and "c_index_mean" in summaries[0]:  # survival: the C-index
+        score = [("C-index mean", "c_index_mean", "{:.3f}"), ("C-index weighted", "c_index_weighted", "{:.3f}"),
+                 ("C-index worst10%", "c_index_worst10", "{:.3f}")]
     else:
         score = [("acc mean", "accuracy_mean", "{:.3f}"), ("acc weighted", "accuracy_weighted", "{:.3f}"),
                  ("acc worst10%", "accuracy_worst10", "{:.3f}")]
@@ -405,8 +408,10 @@ def cmd_data(args) -> int:
         dirs = [str(d) for d in offline_dirs()]
         print(f"cache: {cache_dir()} ($CFLKIT_CACHE_DIR)")
         print(f"offline dirs: {os.pathsep.join(dirs) if dirs else '(none)'} ($CFLKIT_OFFLINE_DIRS)")
-        print("built in (no download): digits, breast_cancer; with sites for --scenario natural: "
-              "heart_disease, air_quality, air_quality_bands")
+        from .core.datasets import natural_datasets
+
+        print(f"built in (no download): digits, breast_cancer; with sites for --scenario natural: "
+              f"{', '.join(natural_datasets())}")
         return 0
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     failed = 0

@@ -41,3 +41,19 @@ def test_clustering_lowers_the_error_under_concept_shift(linear):
     for m in ("ifca", "flhc"):  # loss-based and update-based clustering work unchanged on MSE
         assert rmse[m]["ari"] == 1.0, m
         assert rmse[m]["rmse_mean"] < 0.7 * rmse["fedavg"]["rmse_mean"], m
+
+
+def test_a_client_with_a_constant_test_target_has_no_r2_and_the_summary_skips_it():
+    """Parkinson's UPDRS is interpolated between clinic visits: a short test window can hold
+    one value, where R² = 1 - MSE / 0 has no meaning (it came out near -1e13 before)."""
+    import pandas as pd
+
+    from cflkit.core.metrics import regression_summary
+    from cflkit.core.trainer import _metrics
+
+    flat = np.full(12, 2.7, dtype=np.float32)
+    assert np.isnan(_metrics("regression", flat[:, None] + 0.1, flat)["r2"])
+    moving = np.arange(12, dtype=np.float32)
+    assert _metrics("regression", moving[:, None] + 0.5, moving)["r2"] == pytest.approx(1 - 0.25 / np.var(moving))
+    last = pd.DataFrame({"rmse": [0.1, 0.5], "mae": [0.1, 0.5], "r2": [np.nan, 0.6], "test_size": [12, 12]})
+    assert regression_summary(last)["r2_mean"] == pytest.approx(0.6)

@@ -4,7 +4,8 @@ Built in and offline: scikit-learn's ``digits`` (8×8 images, 10 classes) and
 ``breast_cancer`` (30 tabular features, benign / malignant). Real, downloaded once into
 the cache (or read from an offline directory, see :mod:`cflkit.data`): UCI Heart Disease
 (4 hospitals), UCI Beijing Multi-Site Air Quality (12 stations; PM2.5 regression and AQI
-bands), MedMNIST files, MNIST and Fashion-MNIST. Datasets with sites carry per-row
+bands), PM2.5 of five Chinese cities (16 sites), UCI Parkinsons Telemonitoring (42
+patients), PhysioNet 2012 (4 ICU types), MedMNIST files, MNIST and Fashion-MNIST. Datasets with sites carry per-row
 ``meta["site"]`` and per-site ``meta["site_meta"]``, which the ``natural`` scenario uses.
 """
 from __future__ import annotations
@@ -90,6 +91,9 @@ DATASETS: dict[str, tuple[Callable[[], Dataset], str]] = {
     "physionet2012_subsites": (_lazy("physionet2012", "load_physionet2012", 4),
                                "PhysioNet 2012 ICU mortality, 16 seeded sub-sites (natural, grouped by ICU type), "
                                "same stays and split (download, ODC-By 1.0)"),
+    "tcga_brca": (_lazy("tcga_brca", "load_tcga_brca"),
+                  "FLamby Fed-TCGA-BRCA, 6 regions (natural), 1088 patients (FLamby's 866 / 222 split), "
+                  "39 clinical features, survival (event, time) (download, MIT / GDC data-use policies)"),
     "pm25_cities": (_lazy("pm25_cities", "load_pm25_cities", "site"),
                     "PM2.5 of five Chinese cities, 16 sites (natural, grouped by city), 18,224 site-days, "
                     "PM2.5 regression from weather (download, CC BY 4.0)"),
@@ -117,6 +121,12 @@ DATASETS: dict[str, tuple[Callable[[], Dataset], str]] = {
     "fashion_mnist": (_lazy("mnist", "load_fashion_mnist"),
                       "Fashion-MNIST 28x28, 70000 images, 10 classes (download via Keras, MIT)"),
 }
+
+
+def natural_datasets() -> list[str]:
+    """The datasets with sites, for ``--scenario natural``: those whose description says
+    "(natural" (the convention of :data:`DATASETS`)."""
+    return [name for name, (_, text) in DATASETS.items() if "(natural" in text]
 
 
 def load_dataset(name: str) -> Dataset:

@@ -9,7 +9,7 @@ import numpy as np
 from .config import Config
 from .datasets import DATASETS, load_dataset
 from .loop import DivergenceError, run_rounds  # noqa: F401 (DivergenceError: raised by run)
-from .metrics import accuracy_summary, binary_summary, clustering_scores, regression_summary
+from .metrics import accuracy_summary, binary_summary, clustering_scores, regression_summary, survival_summary
 from .models import MODELS
 from .results import Result, save_run
 from .scenarios import make_federation, parse_scenario
@@ -200,6 +200,8 @@ def summarize(history, fed, config, wall_seconds: float) -> dict:
     summary["loss_mean"] = float(last["loss"].mean())
     if fed.task == "regression":
         summary.update(regression_summary(last))
+    if fed.task == "survival":
+        summary.update(survival_summary(last))
     if "auroc" in last:  # two-class classification (trainer.BINARY_METRICS)
         summary.update(binary_summary(last))
     summary.update(clustering_scores(last["group"].to_numpy(), last["cluster"].to_numpy()))

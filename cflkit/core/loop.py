@@ -22,6 +22,10 @@ HISTORY_COLUMNS = ("round", "client", "group", "cluster", "loss", "accuracy", "t
 # classification adds auroc, auprc, balanced_accuracy; regression rmse, mae, r2)
 
 
+SHOWN = {"classification": ("accuracy", "acc"), "regression": ("rmse", "rmse"),
+         "survival": ("c_index", "c_index")}  # per task: the score record() returns, its progress-bar label
+
+
 class DivergenceError(RuntimeError):
     """Training produced a non-finite loss."""
 
@@ -105,8 +109,7 @@ def run_rounds(method, ctx, rounds: int, progress: bool = False, hooks: Hooks | 
             check_finite(loss, r, config, skip=hooks.unmeasured() | set(absent(ctx).tolist()))
         hooks.end_round(r, state)
         if bar is not None:
-            shown = {} if score is None else {"acc" if fed.task == "classification" else "rmse":
-                                              f"{np.nanmean(score):.3f}"}
+            shown = {} if score is None else {SHOWN[fed.task][1]: f"{np.nanmean(score):.3f}"}
             bar.set_postfix(loss="" if loss is None else f"{np.nanmean(loss):.3f}", **shown, clusters=state.n_clusters)
             bar.update(1)
     if bar is not None:
@@ -161,7 +164,7 @@ def record(rows: list, r: int, state, ctx, up, down, seconds: float, hooks: Hook
                      **{k: v[c] for k, v in extra.items()}})
     if not evaluated:
         return None, None
-    return m["loss"], (m["accuracy"] if fed.task == "classification" else m["rmse"])
+    return m["loss"], m[SHOWN[fed.task][0]]
 
 
 def absent(ctx) -> np.ndarray:

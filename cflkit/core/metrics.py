@@ -44,6 +44,22 @@ def regression_summary(last) -> dict:
     }
 
 
+SURVIVAL_SUMMARY = ("c_index_mean", "c_index_weighted", "c_index_worst10", "c_index_clients")
+
+
+def survival_summary(last) -> dict:
+    """C-index of the final round over clients (:data:`SURVIVAL_SUMMARY`): mean, test-size-
+    weighted mean and worst 10 % of clients (the lowest), NaN-aware: a client whose test set
+    has no comparable pair has no C-index (NaN) and is left out; ``c_index_clients`` counts the
+    clients that entered. The weighted mean weights clients: it is not the C-index of the
+    pooled test rows (FLamby's "Pooled Test")."""
+    v = last["c_index"].to_numpy(dtype=float)
+    w = last["test_size"].to_numpy(dtype=float)
+    return {"c_index_mean": float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
+            "c_index_weighted": nan_weighted_mean(v, w), "c_index_worst10": worst_fraction_mean(v, 0.10),
+            "c_index_clients": int(np.isfinite(v).sum())}
+
+
 BINARY_SUMMARY = ("auroc_mean", "auroc_weighted", "auroc_worst10", "auroc_clients", "auprc_mean", "auprc_weighted",
                   "balanced_accuracy_mean", "balanced_accuracy_weighted")
 

@@ -35,7 +35,7 @@ from ._tf import keras, tf
 
 Weights = list  # list[np.ndarray], each of shape (n_models, *layer_shape)
 
-LOSSES = ("classification", "regression")
+LOSSES = ("classification", "regression", "survival")  # survival: the Cox loss (cflkit.core.survival)
 OPTIMIZERS = {
     "sgd": "plain minibatch SGD: w -= lr g",
     "momentum": "SGD with momentum (Keras's rule: v = momentum v - lr g; w += v)",
@@ -93,8 +93,13 @@ def _padded(perm: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 def per_sample_loss(loss: str):
-    """Per-sample loss on logits: softmax cross-entropy or squared error."""
+    """Per-sample loss on logits: softmax cross-entropy or squared error. The Cox loss of a
+    survival task has none: a row's term depends on its risk set, the other rows of its batch
+    (:func:`cflkit.core.survival.cox_batch_loss`, a per-client batch loss)."""
     tf_ = tf()
+    if loss == "survival":
+        raise ValueError("task 'survival' has no per-sample loss: the Cox loss is a per-client batch loss "
+                         "(cflkit.core.survival.cox_batch_loss)")
     if loss == "classification":
         return lambda y, out: tf_.nn.sparse_softmax_cross_entropy_with_logits(tf_.cast(y, tf_.int32), out)
     if loss == "regression":
@@ -181,9 +186,23 @@ class Trainer:
             return tf_.map_fn(one, (tuple(weights), xb), fn_output_signature=tf_.float32)
         return tf_.vectorized_map(one, (tuple(weights), xb))
 
+    def _batch_loss(self):
+        """``f(y, out, mask) -> (clients,)``: each client's loss on its batch, masked rows out:
+        the masked mean of the per-sample loss, or the Cox loss of the batch (survival)."""
+        tf_ = tf()
+        if self.loss == "survival":
+            from .survival import cox_batch_loss
+
+            return cox_batch_loss
+        sample_loss = per_sample_loss(self.loss)
+        return lambda y, out, mask: (tf_.reduce_sum(sample_loss(y, out) * mask, axis=1)
+                                     / tf_.maximum(tf_.reduce_sum(mask, axis=1), 1.0))
+
     def _build_train(self):
         tf_ = tf()
-        sample_loss = per_sample_loss(self.loss)
+        survival = self.loss == "survival"
+        sample_loss = None if survival else per_sample_loss(self.loss)
+        batch_loss = self._batch_loss() if survival else None
         optimizer = self.optimizer
         momentum, beta1, beta2 = float(self.momentum), float(self.beta1), float(self.beta2)
         epsilon = float(self.epsilon)
@@ -204,8 +223,11 @@ class Trainer:
                 with tf_.GradientTape() as tape:
                     tape.watch(weights)
                     out = self._forward(weights, xb)
-                    per = sample_loss(yb, out)
-                    total = tf_.reduce_sum(tf_.reduce_sum(per * mb, axis=1) / tf_.maximum(count, 1.0))
+                    if survival:  # the Cox loss of each client's batch (risk sets within it)
+                        total = tf_.reduce_sum(batch_loss(yb, out, mb))
+                    else:
+                        per = sample_loss(yb, out)
+                        total = tf_.reduce_sum(tf_.reduce_sum(per * mb, axis=1) / tf_.maximum(count, 1.0))
                 grads = tape.gradient(total, weights)
                 if prox:  # FedProx: the gradient of mu/2 ||w - anchor||^2, for active clients only
                     grads = [g + mu * _per_client(tf_.cast(active, tf_.float32), w) * (w - a)
@@ -231,15 +253,20 @@ class Trainer:
 
     def _build_gradients(self):
         tf_ = tf()
-        sample_loss = per_sample_loss(self.loss)
+        survival = self.loss == "survival"
+        sample_loss = None if survival else per_sample_loss(self.loss)
+        batch_loss = self._batch_loss() if survival else None
 
         def gradients(weights, index, mask):
             weights = list(weights)
             with tf_.GradientTape() as tape:
                 tape.watch(weights)
                 out = self._forward(weights, tf_.gather(self._x, index))
-                per = sample_loss(tf_.gather(self._y, index), out)
-                total = tf_.reduce_sum(tf_.reduce_sum(per * mask, 1) / tf_.maximum(tf_.reduce_sum(mask, 1), 1.0))
+                if survival:  # the Cox loss of each client's whole set
+                    total = tf_.reduce_sum(batch_loss(tf_.gather(self._y, index), out, mask))
+                else:
+                    per = sample_loss(tf_.gather(self._y, index), out)
+                    total = tf_.reduce_sum(tf_.reduce_sum(per * mask, 1) / tf_.maximum(tf_.reduce_sum(mask, 1), 1.0))
             return tape.gradient(total, weights)
 
         return tf_.function(gradients, reduce_retracing=True)
@@ -323,11 +350,12 @@ class Trainer:
     def evaluate(self, weights: Weights, index_sets: Sequence[np.ndarray]):
         """Mean loss and score of model ``c`` on rows ``index_sets[c]``.
 
-        The score is accuracy for classification and R² for regression. Returns two
-        arrays of shape (clients,); a client with no rows gets NaN.
+        The score is accuracy for classification, R² for regression and the C-index for
+        survival (the loss: the Cox loss, :mod:`cflkit.core.survival`). Returns two arrays of
+        shape (clients,); a client with no rows gets NaN.
         """
         m = self.metrics(weights, index_sets)
-        return m["loss"], m["accuracy" if self.loss == "classification" else "r2"]
+        return m["loss"], m[SCORES[self.loss]]
 
     @property
     def metric_names(self) -> tuple:
@@ -338,7 +366,8 @@ class Trainer:
         """Every per-client metric of the task, as arrays of shape (clients,):
         ``loss`` and ``accuracy`` (classification; two classes add ``auroc``, ``auprc`` and
         ``balanced_accuracy``, :func:`binary_metrics`) or ``loss`` (MSE), ``rmse``, ``mae``
-        and ``r2`` (regression). A client with no rows gets NaN."""
+        and ``r2`` (regression), or ``loss`` (Cox) and ``c_index`` (survival,
+        :func:`cflkit.core.survival.survival_metrics`). A client with no rows gets NaN."""
         names = self.metric_names
         binary = len(names) > len(METRICS[self.loss])
         out = {k: np.full(len(index_sets), np.nan) for k in names}
@@ -352,7 +381,9 @@ class Trainer:
         return out
 
 
-METRICS = {"classification": ("loss", "accuracy"), "regression": ("loss", "rmse", "mae", "r2")}
+METRICS = {"classification": ("loss", "accuracy"), "regression": ("loss", "rmse", "mae", "r2"),
+           "survival": ("loss", "c_index")}
+SCORES = {"classification": "accuracy", "regression": "r2", "survival": "c_index"}  # evaluate()'s score
 BINARY_METRICS = ("auroc", "auprc", "balanced_accuracy")  # two-class classification only, after the task's own
 
 
@@ -406,6 +437,10 @@ def _output_width(model) -> int:
 
 
 def _metrics(loss: str, out: np.ndarray, y: np.ndarray) -> dict:
+    if loss == "survival":
+        from .survival import survival_metrics
+
+        return survival_metrics(out, y)
     if loss == "classification":
         z = out - out.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -414,8 +449,10 @@ def _metrics(loss: str, out: np.ndarray, y: np.ndarray) -> dict:
     err = out.reshape(y.shape) - y
     mse = float(np.mean(err ** 2))
     var = float(np.var(y))
+    y64 = np.asarray(y, dtype=np.float64)  # a constant target (to float32 rounding) has no R²: NaN, not 1 - mse/1e-15
+    constant = float(np.var(y64)) <= 1e-10 * max(float(np.mean(y64 ** 2)), 1e-30)
     return {"loss": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(err))),
-            "r2": (1.0 - mse / var) if var > 0 else float("nan")}
+            "r2": float("nan") if constant else 1.0 - mse / var}
 
 
 def _per_client(values, like):

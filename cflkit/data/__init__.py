@@ -9,7 +9,7 @@ licences, citations, checksums and every preprocessing choice.
 """
 from __future__ import annotations
 
-from . import air_quality, heart, medmnist, mnist, parkinsons, physionet2012, pm25_cities
+from . import air_quality, heart, medmnist, mnist, parkinsons, physionet2012, pm25_cities, tcga_brca
 from .cache import ChecksumError, DataError, Source, cache_dir, fetch, offline_dirs, status
 
 SOURCES: dict[str, Source] = {
@@ -18,6 +18,7 @@ SOURCES: dict[str, Source] = {
     "parkinsons_telemonitoring": parkinsons.SOURCE,
     "pm25_five_chinese_cities": pm25_cities.SOURCE,
     "physionet_challenge_2012": physionet2012.SOURCE,
+    "fed_tcga_brca": tcga_brca.SOURCE,
     **{name: medmnist.source(name) for name in medmnist.FILES},
     "mnist": mnist.MNIST,
     "fashion_mnist": mnist.FASHION,

@@ -609,6 +609,9 @@ def explain_contrast(models, federation, config, *, probes: int = 20, num_sample
     perturbations each); agreement is measured on up to 500 such rows (prediction only).
     Privacy tier: T0 + public probes in simulation, T2 when the probes are client data.
     """
+    if federation.task == "survival":
+        raise ValueError("explain_contrast does not support task 'survival' (LIME explains class "
+                         "probabilities or a regression value, not a Cox risk score)")
     start = time.perf_counter()
     _check(probes, num_samples, top_k, explainer_seeds)
     from ..methods.parts.representations import probe_rows

@@ -49,6 +49,9 @@ def client_descriptors(federation, *, models=None, assignment=None, config=None,
     """
     import pandas as pd
 
+    if federation.task == "survival":
+        raise ValueError("client descriptors do not support task 'survival' (their label block needs classes or "
+                         "one regression target, not (event, time) pairs)")
     if noise < 0 or not np.isfinite(noise):
         raise ValueError(f"noise must be a finite number >= 0 (the Laplace scale), got {noise}")
     if models is not None and (assignment is None or config is None):
@@ -118,12 +121,11 @@ def raw_features(federation):
 
 def feature_names(federation) -> list[str]:
     """The tabular feature names (from the dataset registry when cheap), else ``f0, f1, ...``."""
+    from ..core.datasets import load_dataset, natural_datasets
+
     d = int(np.prod(federation.x.shape[1:]))
     names = getattr(federation, "feature_names", None)
-    if names is None and federation.dataset in ("heart_disease", "breast_cancer", "air_quality",
-                                                "air_quality_bands"):
-        from ..core.datasets import load_dataset
-
+    if names is None and federation.dataset in ("breast_cancer", *natural_datasets()):
         names = load_dataset(federation.dataset).feature_names
     names = list(names or ())
     return names if len(names) == d else [f"f{i}" for i in range(d)]

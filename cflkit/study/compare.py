@@ -18,7 +18,8 @@ What lands in ``out_dir``:
   groups, stable round, clusters, bytes, wall time, ``error``.
 - ``ari_per_round.csv`` — ARI / AMI / V-measure per round per cell (for plots over rounds).
 - ``table.md`` — mean ± std over seeds of ARI and accuracy, and of AUROC and AUPRC when the
-  grid has a binary task (:func:`headline`, :func:`summarize_grid`).
+  grid has a binary task, of the C-index (instead of accuracy) for a survival grid
+  (:func:`headline`, :func:`summarize_grid`).
 - ``grid.json`` — the grid and the base config the tables were made from.
 
 Resume: a cell whose directory already holds a run of exactly the cell's config is not
@@ -64,6 +65,7 @@ SUMMARY_COLUMNS = ("accuracy_mean", "accuracy_weighted", "accuracy_worst10", "lo
                    "rmse_mean", "rmse_weighted", "rmse_worst10", "mae_mean", "r2_mean",  # regression (NaN else)
                    "auroc_mean", "auroc_weighted", "auroc_worst10", "auprc_mean", "auprc_weighted",  # binary
                    "balanced_accuracy_mean", "balanced_accuracy_weighted",  # classification (NaN else)
+                   "c_index_mean", "c_index_weighted", "c_index_worst10",  # survival (NaN else)
                    "ari", "ami", "homogeneity", "completeness", "v_measure", "n_clusters", "stable_round", "rounds",
                    "bytes_total", "wall_seconds")
 INTEGER_COLUMNS = ("n_clusters", "stable_round", "rounds", "bytes_total")
@@ -501,9 +503,15 @@ def load_comparison(out_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def headline(results: pd.DataFrame) -> tuple:
     """The metrics of ``table.md``: ARI and mean accuracy, plus mean AUROC and AUPRC when a
-    cell has them (a binary task, whose accuracy says little when one class is rare)."""
-    binary = "auroc_mean" in results and results["auroc_mean"].astype(float).notna().any()
-    return ("ari", "accuracy_mean") + (("auroc_mean", "auprc_mean") if binary else ())
+    cell has them (a binary task, whose accuracy says little when one class is rare); for a
+    survival task the mean C-index, in place of the accuracy when no cell has one."""
+    def has(column: str) -> bool:
+        return column in results and results[column].astype(float).notna().any()
+
+    survival = has("c_index_mean")
+    accuracy = ("accuracy_mean",) if has("accuracy_mean") or not survival else ()
+    return (("ari",) + accuracy + (("c_index_mean",) if survival else ())
+            + (("auroc_mean", "auprc_mean") if has("auroc_mean") else ()))
 
 
 def summarize_grid(results: pd.DataFrame, by=None, metrics=("ari", "accuracy_mean"),

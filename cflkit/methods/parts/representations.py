@@ -56,6 +56,9 @@ def represent(name: str, ctx, start: list, trained: list | None, params=None, pr
         raise ValueError(f"representation {name!r} needs local training first: use trigger 'once' or 'every', "
                          f"or a representation available before training (gradient, subspace, descriptors)")
     fed = ctx.federation
+    if name == "outputs" and fed.task == "survival":
+        raise ValueError("representation 'outputs' does not support task 'survival' (the softmax of one Cox "
+                         "risk score is constant); use weights, update, last_layer, gradient or descriptors")
     params = ctx.config.params if params is None else params
     if name == "weights":
         return Representation(flatten(trained), name)

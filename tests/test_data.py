@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import offline_copy
+from conftest import offline_copy, offline_root, offline_sums
 
 from cflkit import load_dataset, make_federation
 from cflkit.data import air_quality, cache, heart, medmnist, mnist
@@ -24,9 +24,7 @@ from cflkit.data.cache import ChecksumError, DataError, RemoteFile, Source
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _offline_root() -> str:
-    env = os.environ.get(cache.OFFLINE_ENV, "")
-    return env or str(ROOT.parent / "shared" / "data")
+_offline_root = offline_root
 
 
 def _has(folder: str) -> bool:
@@ -47,22 +45,7 @@ needs_heart = pytest.mark.usefixtures("_heart_copy")
 needs_air = pytest.mark.usefixtures("_air_copy")
 
 
-def _sums(folder: str) -> dict:
-    for d in _offline_root().split(os.pathsep):
-        path = Path(d) / folder / "SHA256SUMS"
-        if path.is_file():
-            return {line.split()[1]: line.split()[0] for line in path.read_text().splitlines() if line.strip()}
-    return {}
-
-
-@pytest.fixture(scope="module")
-def offline_env(tmp_path_factory):
-    """The offline directories, a throw-away cache, and no real downloads."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(cache.OFFLINE_ENV, _offline_root())
-        mp.setenv(cache.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
-        mp.setenv(cache.NO_DOWNLOAD_ENV, "1")
-        yield
+_sums = offline_sums
 
 
 @pytest.fixture

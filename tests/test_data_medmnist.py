@@ -3,7 +3,7 @@ import hashlib
 
 import numpy as np
 import pytest
-from conftest import offline_copy
+from conftest import use_offline_copy
 
 from cflkit import Config, run
 from cflkit.data import cache, medmnist
@@ -13,11 +13,7 @@ OFFLINE = ("pneumoniamnist", "breastmnist", "retinamnist")
 
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
-    folder = offline_copy("medmnist")
-    monkeypatch.setenv(cache.OFFLINE_ENV, str(folder.parent))
-    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setenv(cache.NO_DOWNLOAD_ENV, "1")
-    return folder
+    return use_offline_copy(monkeypatch, tmp_path, "medmnist")
 
 
 @pytest.mark.parametrize("name", OFFLINE)

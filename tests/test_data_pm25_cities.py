@@ -4,7 +4,6 @@ the files come from ``$CFLKIT_OFFLINE_DIRS`` (defaulted to the shared offline co
 ``tests/test_data.py``; the tests that need them skip when that copy is absent."""
 import hashlib
 import logging
-import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import offline_copy
+from conftest import offline_copy, offline_root, offline_sums
 
 from cflkit import make_federation
 from cflkit.core.scenarios import make_natural_federation
@@ -23,9 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDER = "pm25_five_chinese_cities"
 
 
-def _offline_root() -> str:
-    env = os.environ.get(cache.OFFLINE_ENV, "")
-    return env or str(ROOT.parent / "shared" / "data")
+_offline_root = offline_root
 
 
 @pytest.fixture
@@ -36,22 +33,7 @@ def _pm25_copy():
 needs_pm25 = pytest.mark.usefixtures("_pm25_copy")
 
 
-def _sums(folder: str) -> dict:
-    for d in _offline_root().split(os.pathsep):
-        path = Path(d) / folder / "SHA256SUMS"
-        if path.is_file():
-            return {line.split()[1]: line.split()[0] for line in path.read_text().splitlines() if line.strip()}
-    return {}
-
-
-@pytest.fixture(scope="module")
-def offline_env(tmp_path_factory):
-    """The offline directories, a throw-away cache, and no real downloads."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(cache.OFFLINE_ENV, _offline_root())
-        mp.setenv(cache.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
-        mp.setenv(cache.NO_DOWNLOAD_ENV, "1")
-        yield
+_sums = offline_sums
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import hashlib
 
 import numpy as np
 import pytest
-from conftest import offline_copy
+from conftest import use_offline_copy
 
 from cflkit import Config, run
 from cflkit.data import cache, tcga_brca
@@ -12,11 +12,7 @@ from cflkit.data import cache, tcga_brca
 
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
-    folder = offline_copy("fed_tcga_brca")
-    monkeypatch.setenv(cache.OFFLINE_ENV, str(folder.parent))
-    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setenv(cache.NO_DOWNLOAD_ENV, "1")
-    return folder
+    return use_offline_copy(monkeypatch, tmp_path, "fed_tcga_brca")
 
 
 def test_the_offline_files_are_flambys_at_its_commit(offline):

@@ -50,10 +50,12 @@ TINY = {
     "12_deploying_with_flower": dict(rounds=2, local_epochs=1),
     "13_realistic_federations": dict(clients=8, groups=2, rounds=4, local_epochs=1, restarts=1, holdout_clients=2,
                                      arrival_round=2, drift_round=2),
+    "14_more_real_federations": dict(methods=["fedavg", "local", "oracle", "flhc"], seeds=[0], rounds=2, local_epochs=1,
+                                     physionet_rounds=2, restarts=1, workers=1),
 }
 # Notebooks on the real datasets: their files come from the offline copies (data/README.md).
 REAL_DATA = ("09_medical_heart_disease", "10_environmental_air_quality", "11_explaining_clusters",
-             "12_deploying_with_flower")
+             "12_deploying_with_flower", "14_more_real_federations")
 OFFLINE_DIRS = ROOT.parent / "shared" / "data"
 
 # What each notebook writes into out_dir: figures (as .pdf and .png) and tables.
@@ -86,6 +88,9 @@ FIGURES = {
                                  "heart_divergence"],
     "12_deploying_with_flower": ["per_hospital"],
     "13_realistic_federations": ["participation_accuracy", "drift_ari", "drift_assignment"],
+    "14_more_real_federations": ["ari_vs_references", "worst_clients", "saps_vs_models"]
+                                + [f"{kind}_{f}" for f in ("pm25_cities", "parkinsons", "physionet2012_subsites")
+                                   for kind in ("assignments", "per_client")],
 }
 TABLES = {
     "00_setup_and_scenarios": ["scenarios.csv"],
@@ -105,6 +110,8 @@ TABLES = {
                                "heart_top_features.csv", "heart_contrast.csv"],
     "12_deploying_with_flower": ["comparison.csv", "per_hospital.csv"],
     "13_realistic_federations": ["participation.csv", "unseen.csv", "late.csv", "drift.csv"],
+    "14_more_real_federations": ["federations.csv", "results.csv", "per_client.csv", "ari.csv", "clusters.csv",
+                                 "scores.csv", "worst_clients.csv", "saps.csv"],
 }
 
 
@@ -352,6 +359,39 @@ def _check_results(stem: str, out: Path, executed):
         assert (late["late_clients"] == round(0.25 * tiny["clients"])).all() and late.loc["oracle", "late_matched"] == 1
         drift = pd.read_csv(out / "drift.csv", index_col=0)
         assert drift.loc["oracle", "ari_after_drift"] == 1.0 and drift.loc["oracle", "rounds_to_recover"] == 0
+    elif stem.startswith("14"):
+        federations = pd.read_csv(out / "federations.csv", index_col=0)
+        assert federations["clients"].to_dict() == {"pm25_cities": 16, "parkinsons": 42, "physionet2012_subsites": 16,
+                                                    "physionet2012": 4}
+        results = pd.read_csv(out / "results.csv")
+        assert results["error"].isna().all(), results["error"].dropna().tolist()
+        runs = results.groupby("federation")["method"].agg(list).to_dict()
+        assert runs["pm25_cities"] == runs["parkinsons"] == runs["physionet2012_subsites"] == tiny["methods"]
+        assert runs["physionet2012"] == ["fedavg", "local", "flhc"], "no oracle on one group, no ifca from zeros"
+        def rows(federation, method):
+            return results[(results["federation"] == federation) & (results["method"] == method)]
+
+        for federation, first in (("pm25_cities", "city"), ("parkinsons", "age_band"),
+                                  ("physionet2012_subsites", "icu_type")):
+            oracle = rows(federation, "oracle")
+            assert oracle[f"ari_{first}"].eq(1.0).all() and oracle[f"ari_{first}"].eq(oracle["ari"]).all(), \
+                "the oracle groups by the first reference, the federation's ground truth"
+            assert rows(federation, "fedavg")[f"ari_{first}"].eq(0.0).all()
+        assert (rows("pm25_cities", "oracle")["ari_region"] - 0.326).abs().max() < 0.01, "5 cities vs north / south"
+        pm25 = results[results["federation"] == "pm25_cities"]
+        assert (pm25["score_mean"] - pm25["rmse_mean"] * 100).abs().max() < 1e-9, "pm25 scores in µg/m³"
+        icu = results[results["federation"] == "physionet2012_subsites"]
+        assert icu["score_mean"].eq(icu["auroc_mean"]).all() and icu["ari_sex"].isna().all()
+        assert results["score_fedavg_worst"].notna().all()
+        worst = pd.read_csv(out / "worst_clients.csv").set_index(["federation", "method"])
+        assert (worst.xs("fedavg", level="method")["gain vs fedavg"] == 0).all()
+        assert worst.loc[("parkinsons", "fedavg"), "worst clients"].count(",") == 4, "10 % of 42 patients: 5"
+        saps = pd.read_csv(out / "saps.csv", index_col=0)
+        assert round(saps.loc["pooled", "SAPS-I AUROC"], 3) == 0.671, "docs/physionet2012.md: SAPS-I AUROC on set B"
+        assert saps.loc["mean over ICU types", ["fedavg", "local", "flhc"]].between(0.5, 1).all()
+        sizes = pd.read_csv(out / "clusters.csv").groupby(["federation", "method"])["clients"].sum()
+        assert list(sizes) == list(federations["clients"].reindex(sizes.index.get_level_values(0))), \
+            "every client in exactly one cluster"
     assert not re.search(r"Traceback|Error:", _text(executed)), "a cell printed an error"
     # interactive=True: the widgets' outputs live in the notebook's widget state.
     widgets = json.dumps(executed.metadata.get("widgets", {}))

@@ -1,6 +1,6 @@
 """The article: aggregation of batch runs into figures, tables and macros, and the PDF build.
 
-The chain test runs notebooks 08, 09, 10 and 11 at their tiny smoke-test sizes through ``cflkit
+The chain test runs notebooks 08, 09, 10, 11 and 14 at their tiny smoke-test sizes through ``cflkit
 batch``, a one-round-per-size bench, the aggregation into a copy of ``paper/``, and latexmk;
 then checks that every ``\\includegraphics`` / ``\\input`` target exists and that LaTeX
 reports no undefined reference or citation. Without latexmk the PDF test is skipped, with
@@ -36,6 +36,11 @@ TINY_RUNS = [
      "parameters": {"methods": ["fedavg", "oracle", "flhc"], "seeds": [0], "rounds": 2, "local_epochs": 1,
                     "restarts": 1, "sattler_warmup": 1},
      "figures": ["assignments", "per_station"], "tables": ["results.csv", "stations.csv"]},
+    {"name": "more_real", "notebook": str(ROOT / "notebooks" / "14_more_real_federations.ipynb"),
+     "parameters": {"methods": ["fedavg", "local", "oracle", "flhc"], "seeds": [0], "rounds": 2, "local_epochs": 1,
+                    "physionet_rounds": 2, "restarts": 1},
+     "figures": ["ari_vs_references", "worst_clients"],
+     "tables": ["results.csv", "federations.csv", "worst_clients.csv", "saps.csv"]},
     {"name": "explain", "notebook": str(ROOT / "notebooks" / "11_explaining_clusters.ipynb"),
      "parameters": {"clients": 8, "groups": 2, "rounds": 2, "local_epochs": 1, "probes": 3, "num_samples": 50,
                     "explainer_seeds": 2, "scenarios": ["rotation", "label_swap"]},
@@ -123,6 +128,10 @@ def test_aggregation_writes_the_papers_figures_tables_and_macros(chain):
     assert macros["BenchRuns"] == "12" and macros["BenchSeeds"] == "2" and macros["BenchMethods"] == "3"
     assert macros["BenchAriOracle"] == "1.00" and macros["BenchAriFedavg"] == "0.00"
     assert macros["HeartPatients"] == "740" and macros["AirStations"] == "12"
+    assert (macros["MoreRealCitiesClients"], macros["MoreRealPatientsClients"], macros["MoreRealSubsitesClients"],
+            macros["MoreRealIcuClients"]) == ("16", "42", "16", "4")
+    assert macros["MoreRealCitiesBestMethod"] == "flhc" and macros["MoreRealPatientsWorstClients"] == "5"
+    assert macros["MoreRealSapsPooledAUROC"] == "0.67", "docs/physionet2012.md: SAPS-I AUROC 0.671 on set B"
     assert macros["HaveExplain"] == "yes"
     explain = (paper / "tables" / "explain_figures.tex").read_text()
     assert re.findall(r"\\includegraphics(?:\[[^\]]*\])?\{figures/(\w+)\}", explain) == \
@@ -134,8 +143,15 @@ def test_aggregation_writes_the_papers_figures_tables_and_macros(chain):
     assert P.mean_std(pacfl) in table.split("pacfl &")[1].splitlines()[0]
     provenance = pd.read_csv(paper / "figures" / "provenance.csv")
     assert set(provenance["file"]) >= {"benchmark_heatmaps.pdf", "benchmark.tex", "heart.tex", "air.tex",
-                                       "round_time.tex", "heart_co_clustering.pdf"}
+                                       "more_real.tex", "round_time.tex", "heart_co_clustering.pdf"}
     assert (provenance.loc[provenance["file"] == "heart.tex", "notebook"] == "09_medical_heart_disease.ipynb").all()
+    assert (provenance.loc[provenance["file"] == "more_real.tex", "notebook"] == "14_more_real_federations.ipynb").all()
+    # notebook 14's table: one block per federation, FedAvg's scores as in the run's results table
+    more = pd.concat(pd.read_csv(p / "out" / "results.csv") for p in (runs / "tiny").glob("more_real-*"))
+    table = (paper / "tables" / "more_real.tex").read_text()
+    assert table.count("\\multicolumn{6}") == 4 and table.count("\nfedavg &") == 4 and "SAPS-I" in table
+    fedavg = more[(more.federation == "parkinsons") & (more.method == "fedavg")]["score_mean"]
+    assert f"& {P.mean_std(fedavg, 1)} &" in table.split("Parkinson")[1].split("\nfedavg &")[1].splitlines()[0]
     # nothing changed: a second aggregation writes nothing (so latexmk has nothing to rebuild)
     assert P.aggregate(experiment, root=runs) == []
 

@@ -18,7 +18,7 @@ their ``out/`` folders (no training: only CSVs and figures are read) and writes
 ``..`` (made when missing) or an existing directory (:func:`check_paper_dir`).
 
 Entries are recognised by name: ``benchmark`` (notebook 08: methods × scenarios × seeds,
-optionally a ``dataset`` grid), ``heart`` (09), ``air`` (10), ``explain`` (11). The
+optionally a ``dataset`` grid), ``heart`` (09), ``air`` (10), ``more_real`` (14), ``explain`` (11). The
 performance table comes from ``bench/round_time.py --out`` run by the batch
 (:func:`measure_round_time`). Aggregation is skipped when nothing it reads has changed
 since the last one (a stamp file), so re-running the chain rebuilds nothing.
@@ -428,6 +428,77 @@ def air(runs, paper: Path, source: str, provenance: list) -> dict:
     return m
 
 
+# Notebook 14's federations, in table order: (its `federation`, macro word, block title, score digits,
+# whether a higher score is better).
+MORE_REAL = (("pm25_cities", "Cities", "PM2.5 sites of five cities: RMSE ($\\mu$g/m\\textsuperscript{3})", 1, False),
+             ("parkinsons", "Patients", "Parkinson's patients: RMSE (UPDRS points)", 1, False),
+             ("physionet2012_subsites", "Subsites", "ICU sub-sites: AUROC", 2, True),
+             ("physionet2012", "Icu", "four ICU types: AUROC", 2, True))
+NOT_CLUSTERED = ("fedavg", "local", "oracle", "metadata")  # references, not clustering methods
+
+
+def more_real(runs, paper: Path, source: str, provenance: list) -> dict:
+    """Notebook 14's run: per federation, the ARI against each of its reference groupings, the
+    clusters, the mean score and the score of the clients FedAvg serves worst, per method (and
+    SAPS-I on the four ICU types); macros: FedAvg, local and the best clustering method on each."""
+    import pandas as pd
+
+    run, out = runs[0]
+    results = pd.read_csv(out / "results.csv")
+    federations = pd.read_csv(out / "federations.csv", index_col=0)
+    worst = pd.read_csv(out / "worst_clients.csv").groupby("federation")["worst clients"].first()
+    saps = pd.read_csv(out / "saps.csv", index_col=0)
+    refs = {f: [c.removeprefix("ari_") for c in results.columns
+                if c.startswith("ari_") and results.loc[results["federation"] == f, c].notna().any()]
+            for f, *_ in MORE_REAL}
+    width = max(len(r) for r in refs.values())
+    rows, groups = [], []
+    m = {"MoreRealSeeds": results["seed"].nunique(), "MoreRealMethods": results["method"].nunique()}
+    for fed, word, title, digits, higher in MORE_REAL:
+        part = results[results["federation"] == fed]
+        names = " / ".join(tex_escape(r.replace("_", " ")) for r in refs[fed]) or "none"
+        groups.append((f"{title}; ARI vs {names}", len(rows)))
+        for meth in dict.fromkeys(part["method"]):
+            p = part[part["method"] == meth]
+            aris = [mean_std(p[f"ari_{r}"]) for r in refs[fed]] + ["--"] * (width - len(refs[fed]))
+            rows.append([tex_escape(meth), *aris, mean_std(p["n_clusters"], 1), mean_std(p["score_mean"], digits),
+                         mean_std(p["score_fedavg_worst"], digits)])
+        m.update(_more_real_macros(word, part, refs[fed], digits, higher))
+        m[f"MoreReal{word}Clients"] = int(federations.loc[fed, "clients"])
+        m[f"MoreReal{word}WorstClients"] = len(str(worst[fed]).split(", "))
+    icu_types = saps.drop(index=["pooled", "mean over ICU types"], errors="ignore")["SAPS-I AUROC"]
+    on_worst = icu_types.reindex(str(worst.get("physionet2012", "")).split(", ")).dropna()
+    rows.append(["SAPS-I", *["--"] * (width + 1), f"{icu_types.mean():.2f}",
+                 f"{on_worst.mean():.2f}" if len(on_worst) else "--"])
+    header = ["method", *[f"ARI ({i + 1})" for i in range(width)], "clusters", "mean", "FedAvg's worst"]
+    write_text_atomic(paper / "tables" / "more_real.tex", tabular(
+        header, rows, "l" + "c" * (len(header) - 1), f"{source} ({run.notebook.name})", groups=groups))
+    provenance.append(("more_real.tex", run.notebook.name, source, run.dirname))
+    m["MoreRealSapsAUROC"] = f"{icu_types.mean():.2f}"
+    m["MoreRealSapsPooledAUROC"] = f"{saps.loc['pooled', 'SAPS-I AUROC']:.2f}" if "pooled" in saps.index else "--"
+    return m
+
+
+def _more_real_macros(word: str, part, refs: list, digits: int, higher: bool) -> dict:
+    """On one federation of notebook 14: FedAvg's, local's and the best clustering method's mean
+    score and score on FedAvg's worst clients, and that method's ARI against the first reference."""
+    score = part.groupby("method")["score_mean"].mean()
+    worst = part.groupby("method")["score_fedavg_worst"].mean()
+    number = lambda table, meth: f"{table[meth]:.{digits}f}" if meth in table.index else "--"  # noqa: E731
+    m = {}
+    for meth in ("fedavg", "local"):
+        m[macro_name("MoreReal", word, meth, "score")] = number(score, meth)
+        m[macro_name("MoreReal", word, meth, "worst")] = number(worst, meth)
+    clustered = score.drop([k for k in NOT_CLUSTERED if k in score.index])
+    best = (clustered.idxmax() if higher else clustered.idxmin()) if len(clustered) else None
+    m[f"MoreReal{word}BestMethod"] = tex_escape(best) if best else "none"
+    m[f"MoreReal{word}BestScore"] = number(score, best)
+    m[f"MoreReal{word}BestWorst"] = number(worst, best)
+    ari = part.loc[part["method"] == best, f"ari_{refs[0]}"].mean() if best and refs else None
+    m[f"MoreReal{word}BestAri"] = f"{ari:.2f}" if ari is not None else "--"
+    return m
+
+
 def round_time(csv: Path, paper: Path, source: str, provenance: list) -> dict:
     """The bench's CSV: seconds per FedAvg round, cflkit vs per-client loops; macros."""
     import pandas as pd
@@ -632,8 +703,8 @@ def _source_name(experiment) -> str:
 
 
 def _write_entries(runs: dict, paper: Path, source: str, provenance: list) -> dict:
-    """Each recognised entry's tables and figures (benchmark, heart, air, explain), in run order; their macros."""
-    parts = {"benchmark": benchmark, "heart": heart, "air": air, "explain": explain}
+    """Each recognised entry's tables and figures (benchmark, heart, air, more_real, explain), in run order; macros."""
+    parts = {"benchmark": benchmark, "heart": heart, "air": air, "more_real": more_real, "explain": explain}
     macros = {}
     for entry, items in runs.items():
         if entry in parts:

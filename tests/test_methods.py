@@ -85,3 +85,22 @@ def test_random_clusters_are_not_the_planted_groups():
         config = SMALL.replace(method="random", clients=16, rounds=0, seed=seed)
         aris.append(run(config).summary["ari"])
     assert max(aris) < 0.9, aris
+
+
+def test_ifca_starts_from_distinct_models_even_for_a_model_that_starts_at_zero():
+    """logreg starts at zero; IFCA's K models must still differ (Ghosh et al. draw them at
+    random), or every client picks the first and IFCA is FedAvg."""
+    from cflkit import Config, run
+    from cflkit.core.experiment import build_context, federation_from
+    from cflkit.methods import make_method
+    from cflkit.methods.ifca import random_models
+
+    config = Config(dataset="breast_cancer", scenario="label_swap", clients=8, groups=2, method="ifca",
+                    model="logreg", clusters=2, restarts=1, rounds=5, local_epochs=1)
+    ctx = build_context(config, federation_from(config))
+    make_method(config)
+    kernel, bias = random_models(ctx, 2, 7)
+    assert not np.allclose(kernel[0], kernel[1]) and np.array_equal(bias, np.zeros_like(bias))
+    assert np.array_equal(random_models(ctx, 2, 7)[0], kernel)  # seeded
+    result = run(config)
+    assert result.summary["n_clusters"] == 2 and result.summary["ari"] == 1.0

@@ -88,7 +88,10 @@ def random_models(ctx: Context, k: int, seed: int) -> list:
     """``k`` freshly initialised copies of the run's model, stacked: (k, ...) per layer.
 
     Each copy is the model rebuilt (``keras.models.clone_model``) under its own seed, so
-    the layers' own initialisers draw it, whatever the architecture.
+    the layers' own initialisers draw it, whatever the architecture. IFCA needs k distinct
+    starts (Ghosh et al. draw them at random): a layer whose initialiser gives every copy
+    the same values (``logreg`` starts at zero, as a convex model may) is redrawn, a kernel
+    from N(0, 1 / fan_in) and a bias kept at its value.
     """
     from ..core._tf import keras
 
@@ -98,7 +101,14 @@ def random_models(ctx: Context, k: int, seed: int) -> list:
         k_.utils.set_random_seed(int(seed) + j)
         clone = k_.models.clone_model(ctx.trainer.model)
         weights.append([np.asarray(v) for v in clone.trainable_variables])
-    return [np.stack(layer) for layer in zip(*weights)]
+    stacked = [np.stack(layer) for layer in zip(*weights)]
+    if k > 1:
+        rng = np.random.default_rng(int(seed))
+        for i, w in enumerate(stacked):
+            if w.ndim >= 3 and all(np.array_equal(w[0], w[j]) for j in range(1, k)):  # a kernel, identical
+                fan_in = int(np.prod(w.shape[1:-1]))
+                stacked[i] = rng.normal(0.0, 1.0 / np.sqrt(fan_in), size=w.shape).astype(w.dtype)
+    return stacked
 
 
 def objective(losses, sizes) -> float:

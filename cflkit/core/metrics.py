@@ -44,26 +44,6 @@ def regression_summary(last) -> dict:
     }
 
 
-SURVIVAL_SUMMARY = ("c_index_mean", "c_index_weighted", "c_index_worst10", "c_index_clients")
-
-
-def survival_summary(last) -> dict:
-    """C-index of the final round over clients (:data:`SURVIVAL_SUMMARY`): mean, test-size-
-    weighted mean and worst 10 % of clients (the lowest), NaN-aware: a client whose test set
-    has no comparable pair has no C-index (NaN) and is left out; ``c_index_clients`` counts the
-    clients that entered. The weighted mean weights clients: it is not the C-index of the
-    pooled test rows (FLamby's "Pooled Test")."""
-    v = last["c_index"].to_numpy(dtype=float)
-    w = last["test_size"].to_numpy(dtype=float)
-    return {"c_index_mean": float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
-            "c_index_weighted": nan_weighted_mean(v, w), "c_index_worst10": worst_fraction_mean(v, 0.10),
-            "c_index_clients": int(np.isfinite(v).sum())}
-
-
-BINARY_SUMMARY = ("auroc_mean", "auroc_weighted", "auroc_worst10", "auroc_clients", "auprc_mean", "auprc_weighted",
-                  "balanced_accuracy_mean", "balanced_accuracy_weighted")
-
-
 def nan_weighted_mean(values, weights) -> float:
     """Mean of ``values`` weighted by ``weights`` over the finite values only (NaN if none)."""
     v, w = np.asarray(values, dtype=float), np.asarray(weights, dtype=float)
@@ -71,22 +51,41 @@ def nan_weighted_mean(values, weights) -> float:
     return float(np.sum(v[ok] * w[ok]) / np.sum(w[ok])) if ok.any() and np.sum(w[ok]) > 0 else float("nan")
 
 
+def score_summary(last, name: str, worst: bool = True) -> dict:
+    """A higher-is-better per-client score of the final round over clients, NaN-aware (a
+    client without the score is left out): ``<name>_mean``, ``<name>_weighted`` (test-size
+    weights over clients, not the score of the pooled test rows) and, with ``worst``,
+    ``<name>_worst10`` (the lowest 10 %) and ``<name>_clients`` (how many entered)."""
+    v = last[name].to_numpy(dtype=float)
+    out = {f"{name}_mean": float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
+           f"{name}_weighted": nan_weighted_mean(v, last["test_size"].to_numpy(dtype=float))}
+    if worst:
+        out[f"{name}_worst10"] = worst_fraction_mean(v, 0.10)
+        out[f"{name}_clients"] = int(np.isfinite(v).sum())
+    return out
+
+
+SURVIVAL_SUMMARY = ("c_index_mean", "c_index_weighted", "c_index_worst10", "c_index_clients")
+
+
+def survival_summary(last) -> dict:
+    """C-index of the final round over clients (:data:`SURVIVAL_SUMMARY`, :func:`score_summary`):
+    a client whose test set has no comparable pair has no C-index. The weighted mean is not
+    the C-index of the pooled test rows (FLamby's "Pooled Test")."""
+    return score_summary(last, "c_index")
+
+
+BINARY_SUMMARY = ("auroc_mean", "auroc_weighted", "auroc_worst10", "auroc_clients", "auprc_mean", "auprc_weighted",
+                  "balanced_accuracy_mean", "balanced_accuracy_weighted")
+
+
 def binary_summary(last) -> dict:
-    """Binary-classification scores of the final round over clients (:data:`BINARY_SUMMARY`):
-    AUROC mean, test-size-weighted mean and worst 10 %; AUPRC and balanced-accuracy means and
-    weighted means. NaN-aware: a client whose test set has one class only has no AUROC or
-    AUPRC (NaN) and is left out of those; ``auroc_clients`` counts the clients that entered.
-    The weighted means weight clients, they are not the AUROC of the pooled test rows."""
-    w = last["test_size"].to_numpy(dtype=float)
-    out = {}
-    for name in ("auroc", "auprc", "balanced_accuracy"):
-        v = last[name].to_numpy(dtype=float)
-        out[f"{name}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-        out[f"{name}_weighted"] = nan_weighted_mean(v, w)
-        if name == "auroc":
-            out["auroc_worst10"] = worst_fraction_mean(v, 0.10)
-            out["auroc_clients"] = int(np.isfinite(v).sum())
-    return {k: out[k] for k in BINARY_SUMMARY}
+    """Binary-classification scores of the final round over clients (:data:`BINARY_SUMMARY`,
+    :func:`score_summary`): AUROC mean, weighted mean, worst 10 % and client count; AUPRC and
+    balanced-accuracy means and weighted means. A client whose test set has one class only
+    has no AUROC or AUPRC."""
+    return {**score_summary(last, "auroc"), **score_summary(last, "auprc", worst=False),
+            **score_summary(last, "balanced_accuracy", worst=False)}
 
 
 def clustering_scores(groups, assignment) -> dict:

@@ -200,9 +200,7 @@ class Trainer:
 
     def _build_train(self):
         tf_ = tf()
-        survival = self.loss == "survival"
-        sample_loss = None if survival else per_sample_loss(self.loss)
-        batch_loss = self._batch_loss() if survival else None
+        batch_loss = self._batch_loss()
         optimizer = self.optimizer
         momentum, beta1, beta2 = float(self.momentum), float(self.beta1), float(self.beta2)
         epsilon = float(self.epsilon)
@@ -222,12 +220,7 @@ class Trainer:
                 active = count > 0  # the clients that take this step
                 with tf_.GradientTape() as tape:
                     tape.watch(weights)
-                    out = self._forward(weights, xb)
-                    if survival:  # the Cox loss of each client's batch (risk sets within it)
-                        total = tf_.reduce_sum(batch_loss(yb, out, mb))
-                    else:
-                        per = sample_loss(yb, out)
-                        total = tf_.reduce_sum(tf_.reduce_sum(per * mb, axis=1) / tf_.maximum(count, 1.0))
+                    total = tf_.reduce_sum(batch_loss(yb, self._forward(weights, xb), mb))
                 grads = tape.gradient(total, weights)
                 if prox:  # FedProx: the gradient of mu/2 ||w - anchor||^2, for active clients only
                     grads = [g + mu * _per_client(tf_.cast(active, tf_.float32), w) * (w - a)
@@ -253,20 +246,14 @@ class Trainer:
 
     def _build_gradients(self):
         tf_ = tf()
-        survival = self.loss == "survival"
-        sample_loss = None if survival else per_sample_loss(self.loss)
-        batch_loss = self._batch_loss() if survival else None
+        batch_loss = self._batch_loss()
 
         def gradients(weights, index, mask):
             weights = list(weights)
             with tf_.GradientTape() as tape:
                 tape.watch(weights)
                 out = self._forward(weights, tf_.gather(self._x, index))
-                if survival:  # the Cox loss of each client's whole set
-                    total = tf_.reduce_sum(batch_loss(tf_.gather(self._y, index), out, mask))
-                else:
-                    per = sample_loss(tf_.gather(self._y, index), out)
-                    total = tf_.reduce_sum(tf_.reduce_sum(per * mask, 1) / tf_.maximum(tf_.reduce_sum(mask, 1), 1.0))
+                total = tf_.reduce_sum(batch_loss(tf_.gather(self._y, index), out, mask))  # each client's whole set
             return tape.gradient(total, weights)
 
         return tf_.function(gradients, reduce_retracing=True)

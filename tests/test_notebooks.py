@@ -42,7 +42,8 @@ TINY = {
                                        methods=["fedavg", "pacfl", "oracle"], scenarios=["shards", "label_swap"],
                                        seeds=[0], workers=1),
     "09_medical_heart_disease": dict(methods=["fedavg", "local", "metadata", "flhc"], seeds=[0, 1], rounds=2,
-                                     local_epochs=1, restarts=1, sattler_warmup=1, workers=1, flamby_seeds=[0]),
+                                     local_epochs=1, restarts=1, sattler_warmup=1, workers=1, flamby_seeds=[0],
+                                     tcga_methods=["fedavg", "local", "pacfl"]),
     "10_environmental_air_quality": dict(methods=["fedavg", "oracle", "flhc"], seeds=[0], rounds=2, local_epochs=1,
                                          restarts=1, sattler_warmup=1, workers=1),
     "11_explaining_clusters": dict(clients=8, groups=2, rounds=2, local_epochs=1, probes=3, num_samples=50,
@@ -103,7 +104,7 @@ TABLES = {
     "07_cornflqs": ["results.csv"],
     "08_benchmark_of_clustering": ["results.csv", "ari_per_round.csv"],
     "09_medical_heart_disease": ["hospitals.csv", "features.csv", "results.csv", "per_client.csv", "partitions.csv",
-                                 "per_hospital.csv", "flamby.csv"],
+                                 "per_hospital.csv", "flamby.csv", "tcga.csv"],
     "10_environmental_air_quality": ["stations.csv", "results.csv", "per_client.csv", "ari.csv", "per_station.csv",
                                      "worst_stations.csv"],
     "11_explaining_clusters": ["membership.csv", "agreement.csv", "contrast.csv", "divergence.csv",
@@ -298,6 +299,11 @@ def _check_results(stem: str, out: Path, executed):
         assert per_hospital.stack().between(0, 1).all()
         partitions = pd.read_csv(out / "partitions.csv").set_index("method")
         assert partitions.loc["fedavg", "partition"] == "Cleveland+Hungarian+Switzerland+VA Long Beach"
+        tcga = pd.read_csv(out / "tcga.csv").set_index("method")
+        assert list(tcga.index) == ["centralized", "fedavg", "local", "pacfl"], "FLamby's two protocols, then the rest"
+        assert tcga[["pooled c_index", "c_index_mean"]].stack().between(0, 1).all()
+        assert list(tcga["n_clusters"]) == [1, 1, 6, 2]
+        assert tcga.loc["local", "clusters"].count("|") == 5 and tcga.loc["fedavg", "clusters"].count(", ") == 5
         assert partitions.loc["local", "partition"] == "Cleveland | Hungarian | Switzerland | VA Long Beach"
         assert partitions.loc["metadata", "partition"] == "Cleveland+VA Long Beach | Hungarian | Switzerland", \
             "metadata groups by country: the two American hospitals together"

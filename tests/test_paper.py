@@ -30,8 +30,9 @@ TINY_RUNS = [
      "figures": ["ari_heatmap", "accuracy_heatmap", "ari_over_rounds"], "tables": ["results.csv", "ari_per_round.csv"]},
     {"name": "heart", "notebook": str(ROOT / "notebooks" / "09_medical_heart_disease.ipynb"),
      "parameters": {"methods": ["fedavg", "local", "metadata", "flhc"], "seeds": [0], "rounds": 2, "local_epochs": 1,
-                    "restarts": 1, "sattler_warmup": 1, "flamby_seeds": [0]},
-     "figures": ["co_clustering", "per_hospital"], "tables": ["results.csv", "hospitals.csv"]},
+                    "restarts": 1, "sattler_warmup": 1, "flamby_seeds": [0],
+                    "tcga_methods": ["fedavg", "pacfl"]},
+     "figures": ["co_clustering", "per_hospital"], "tables": ["results.csv", "hospitals.csv", "tcga.csv"]},
     {"name": "air", "notebook": str(ROOT / "notebooks" / "10_environmental_air_quality.ipynb"),
      "parameters": {"methods": ["fedavg", "oracle", "flhc"], "seeds": [0], "rounds": 2, "local_epochs": 1,
                     "restarts": 1, "sattler_warmup": 1},
@@ -152,6 +153,13 @@ def test_aggregation_writes_the_papers_figures_tables_and_macros(chain):
     assert table.count("\\multicolumn{6}") == 4 and table.count("\nfedavg &") == 4 and "SAPS-I" in table
     fedavg = more[(more.federation == "parkinsons") & (more.method == "fedavg")]["score_mean"]
     assert f"& {P.mean_std(fedavg, 1)} &" in table.split("Parkinson")[1].split("\nfedavg &")[1].splitlines()[0]
+    # notebook 09's TCGA-BRCA table: FedAvg's pooled C-index as in the run's tcga.csv, FLamby's mean beside it
+    tcga = pd.concat(pd.read_csv(p / "out" / "tcga.csv") for p in (runs / "tiny").glob("heart-*"))
+    table = (paper / "tables" / "tcga.tex").read_text()
+    fedavg_row = table.split("\nfedavg &")[1].splitlines()[0]
+    assert fedavg_row.startswith(f" {P.mean_std(tcga.loc[tcga.method == 'fedavg', 'pooled c_index'])} & 0.74 &")
+    assert "\npacfl &" in table and "\ncentralized &" in table
+    assert (provenance.loc[provenance["file"] == "tcga.tex", "notebook"] == "09_medical_heart_disease.ipynb").all()
     # nothing changed: a second aggregation writes nothing (so latexmk has nothing to rebuild)
     assert P.aggregate(experiment, root=runs) == []
 

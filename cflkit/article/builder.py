@@ -397,6 +397,37 @@ def heart(runs, paper: Path, source: str, provenance: list) -> dict:
     if len(clustered):
         m["HeartBestMethod"] = tex_escape(clustered.idxmax())
         m["HeartBestAcc"] = f"{clustered.max():.2f}"
+    if (out / "tcga.csv").exists():
+        m.update(tcga(pd.read_csv(out / "tcga.csv"), paper, f"{source} ({run.notebook.name})"))
+        provenance.append(("tcga.tex", run.notebook.name, source, run.dirname))
+    return m
+
+
+def tcga(results, paper: Path, source: str) -> dict:
+    """Notebook 09's TCGA-BRCA section: per method the C-index on the pooled test set (FLamby's
+    headline, beside FLamby's published mean where it has one), the mean and worst region's
+    C-index and the clusters found; macros: FedAvg, pooled training and the best clustered method."""
+    import numpy as np
+
+    from ..data.tcga_brca import FLAMBY_PUBLISHED
+
+    published = {"centralized": "Pooled Training", "fedavg": "FedAvg100"}
+    rows = []
+    for meth in dict.fromkeys(results["method"]):
+        part = results[results["method"] == meth]
+        flamby = f"{np.mean(FLAMBY_PUBLISHED[published[meth]]):.2f}" if meth in published else "--"
+        rows.append([tex_escape(meth), mean_std(part["pooled c_index"]), flamby, mean_std(part["c_index_mean"]),
+                     mean_std(part["c_index_worst10"]), mean_std(part["n_clusters"], 1)])
+    write_text_atomic(paper / "tables" / "tcga.tex", tabular(
+        ["method", "pooled", "FLamby", "mean", "worst region", "clusters"], rows, "lccccc", source))
+    pooled = results.groupby("method")["pooled c_index"].mean()
+    number = lambda meth: f"{pooled[meth]:.2f}" if meth in pooled.index else "--"  # noqa: E731
+    clustered = pooled.drop([k for k in (*NOT_CLUSTERED, "centralized") if k in pooled.index])
+    m = {"TcgaSeeds": results["seed"].nunique(), "TcgaFedavg": number("fedavg"), "TcgaPooled": number("centralized"),
+         "TcgaLocal": number("local"), "TcgaFlambyFedavg": f"{np.mean(FLAMBY_PUBLISHED['FedAvg100']):.2f}",
+         "TcgaFlambyPooled": f"{np.mean(FLAMBY_PUBLISHED['Pooled Training']):.2f}"}
+    m["TcgaBestMethod"] = tex_escape(clustered.idxmax()) if len(clustered) else "none"
+    m["TcgaBest"] = f"{clustered.max():.2f}" if len(clustered) else "--"
     return m
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..core.aggregate import update_clusters
 from ..core.participation import Participants
 from ..core.trainer import n_params, take
-from .params import GROUPS, Params
+from .params import AUTO, GROUPS, Params
 
 BYTES_PER_PARAM = 4  # float32 on the wire
 
@@ -153,6 +153,8 @@ class Method:
 
     def n_clusters(self, ctx: Context) -> int:
         """K for methods that need one: ``clusters``, or the planted groups for 'groups'."""
+        if self.params.clusters == AUTO:
+            raise ValueError(f"method {self.name!r} was asked for a fixed K with clusters='auto'")  # a bug, not input
         k = ctx.federation.n_groups if self.params.clusters == GROUPS else int(self.params.clusters)
         if k > ctx.federation.n_clients:
             raise ValueError(f"clusters={k} exceeds the {ctx.federation.n_clients} clients")

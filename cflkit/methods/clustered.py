@@ -47,8 +47,17 @@ import numpy as np
 from ..core.aggregate import cluster_average, contiguous, update_clusters, weighted_average
 from ..core.trainer import take
 from .base import ClusteredFedAvg, Context, Method, ServerState, same_value_cluster
-from .params import GROUPS, Params, at_least, cluster_count, one_of
-from .parts.clustering import CLUSTERERS, METRICS, NEEDS_K, align, cluster, match_labels, pairwise_distances
+from .params import AUTO, GROUPS, Params, at_least, cluster_count, one_of
+from .parts.clustering import (
+    CLUSTERERS,
+    METRICS,
+    NEEDS_K,
+    align,
+    cluster,
+    match_labels,
+    pairwise_distances,
+    select_clusters,
+)
 from .parts.representations import NEEDS_TRAINING, REPRESENTATIONS, probe_rows, represent
 from .parts.triggers import TRIGGERS, fires
 
@@ -117,7 +126,9 @@ class ClusteredParams(Params):
     metric: str = "cosine"  # distance between representations: euclidean, cosine, principal_angle
     linkage: str = "average"  # agglomerative linkage: ward, complete, average, single
     warmup_rounds: int = 0  # FedAvg rounds before the clustering round
-    clusters: int | str = GROUPS  # K where the clusterer needs one: an integer, or 'groups' (the planted groups)
+    clusters: int | str = GROUPS  # K where the clusterer needs one: an integer, 'groups' (the planted groups) or 'auto'
+    max_clusters: int = 10  # clusters=auto: the largest K tried (the silhouette picks K = 1 .. this)
+    min_silhouette: float = 0.25  # clusters=auto: one cluster unless some K's mean silhouette exceeds this
     distance_threshold: float | None = None  # agglomerative / DBSCAN / bipartition cut (none: cut into K clusters)
     min_cluster_size: int = 2  # HDBSCAN / DBSCAN: the smallest cluster
     subspace_dim: int = 3  # representation 'subspace': p, singular vectors per client (PACFL)
@@ -127,9 +138,12 @@ class ClusteredParams(Params):
         for name, options in (("representation", REPRESENTATIONS), ("clusterer", CLUSTERERS),
                               ("trigger", TRIGGERS), ("metric", METRICS), ("linkage", LINKAGES)):
             one_of(self, name, options)
-        cluster_count(self)
-        for name, low in (("warmup_rounds", 0), ("distance_threshold", 0.0), ("min_cluster_size", 1),
-                          ("subspace_dim", 1), ("probe_size", 1)):
+        cluster_count(self, auto=True)
+        if not -1.0 <= self.min_silhouette <= 1.0:
+            raise ValueError(f"parameter 'min_silhouette' must be in [-1, 1] (a mean silhouette width), "
+                             f"got {self.min_silhouette}")
+        for name, low in (("max_clusters", 2), ("warmup_rounds", 0), ("distance_threshold", 0.0),
+                          ("min_cluster_size", 1), ("subspace_dim", 1), ("probe_size", 1)):
             at_least(self, name, low)
 
     def check_together(self):
@@ -180,6 +194,7 @@ class Clustered(Method):
         self.representation, self.clusterer, self.trigger = p.representation, p.clusterer, p.trigger
         self.metric, self.linkage, self.warmup = p.metric, p.linkage, p.warmup_rounds
         self.threshold = p.distance_threshold or 0.0
+        self.selected = None  # the last K selection (clusters=auto), until its round's diagnostics take it
 
     absent_rule = ABSENT_RULES["once"]
 
@@ -193,12 +208,32 @@ class Clustered(Method):
         return self.cluster_representation(ctx, represent(self.representation, ctx, start, trained, self.params))
 
     def cluster_representation(self, ctx: Context, rep) -> np.ndarray:
-        """Cluster the clients of ``rep`` (one row per client of ``ctx.federation``)."""
-        k = 0 if (self.threshold and self.clusterer not in NEEDS_K) else self.n_clusters(ctx)
+        """Cluster the clients of ``rep`` (one row per client of ``ctx.federation``); with
+        ``clusters=auto`` and a clusterer that takes K, K is chosen by the silhouette
+        (:func:`~cflkit.methods.parts.clustering.select_clusters`) and kept in ``selected``."""
         D = rep.distance_matrix(self.metric) if self.metric == "principal_angle" else None
+        if self.chooses_k:
+            self.selected = select_clusters(rep.X, self.clusterer, max_k=self.params.max_clusters, metric=self.metric,
+                                            linkage=self.linkage, seed=self.config.seed, distances=D,
+                                            no_structure=self.params.min_silhouette)
+            return self.selected.labels
+        finds_k = self.params.clusters == AUTO or (self.threshold and self.clusterer not in NEEDS_K)
+        k = 0 if finds_k else self.n_clusters(ctx)
         return cluster(rep.X, self.clusterer, k=k, threshold=self.threshold, metric=self.metric,
                        linkage=self.linkage, min_cluster_size=self.params.min_cluster_size,
                        seed=self.config.seed, distances=D)
+
+    @property
+    def chooses_k(self) -> bool:
+        """``clusters=auto`` where K matters: a clusterer that takes K and no distance threshold."""
+        takes_k = self.clusterer in NEEDS_K or (self.clusterer in ("agglomerative", "bipartition")
+                                                and not self.threshold)
+        return self.params.clusters == AUTO and takes_k
+
+    def selection_diagnostics(self) -> dict:
+        """The last K selection (``clusters=auto``): K and its mean silhouette, once, for the round's row."""
+        chosen, self.selected = self.selected, None
+        return {} if chosen is None else {"k_selected": chosen.k, "silhouette": chosen.silhouette}
 
     def temperature(self, ctx: Context, start, trained) -> float:
         """OCFL's clustering temperature of this round: cosine distances between the
@@ -244,7 +279,7 @@ class Clustered(Method):
             clustered_at = r if clustered_at is None else clustered_at
         k = int(assignment.max()) + 1
         models = cluster_average(trained, ctx.federation.sizes, assignment, k)  # FedAvg within each cluster
-        diagnostics = {"clustered": int(clustered_at == r)}
+        diagnostics = {"clustered": int(clustered_at == r), **self.selection_diagnostics()}
         if temperature is not None:
             diagnostics["temperature"] = float(temperature)
         new = ClusteredState(models, assignment, clustered_at=clustered_at,
@@ -284,10 +319,13 @@ class Clustered(Method):
             state = dataclasses.replace(state, temperature=temperature)
         if state.reference is not None and len(first):
             state = self._join(state, ctx, first[np.isin(first, returned)])
-        return state, ctx.traffic(clustered=int(state.clustered_at == r), **diagnostics)
+        return state, ctx.traffic(clustered=int(state.clustered_at == r), **diagnostics,
+                                  **self.selection_diagnostics())
 
     def _needed(self, ctx) -> int:
-        """Updates the clustering step needs: two, and K for a clusterer that needs K."""
+        """Updates the clustering step needs: two, K for a clusterer that needs K, three to choose K."""
+        if self.params.clusters == AUTO:
+            return 3 if self.chooses_k else 2
         return 2 if (self.threshold and self.clusterer not in NEEDS_K) else max(2, self.n_clusters(ctx))
 
     def _view(self, ctx, clients) -> Context:

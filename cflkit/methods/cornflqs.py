@@ -12,8 +12,8 @@ from ..core.aggregate import cluster_average, update_clusters, weighted_average
 from ..core.trainer import take
 from .base import Context, Method, lowest_loss
 from .ifca import IFCAState, assign_by_loss, expose, loss_matrix
-from .params import GROUPS, Params, at_least, cluster_count, one_of
-from .parts.clustering import CLUSTERERS, cluster, match_labels
+from .params import AUTO, GROUPS, Params, at_least, cluster_count, one_of
+from .parts.clustering import CLUSTERERS, NEEDS_K, cluster, match_labels
 from .parts.representations import flatten
 
 PHASES = {
@@ -107,6 +107,12 @@ class CORNFLQS(Method):
     A newcomer (a client held out of training) makes the clients' choice once with the final
     cluster models: the one of lowest loss on its training data.
 
+    K unknown (``clusters=auto``; the paper gives K): at the end of the cold round the server
+    picks K by the silhouette of its own clustering of the weights the clients sent (K = 1 ..
+    ``max_clusters``; one cluster unless a K's mean silhouette exceeds ``min_silhouette``,
+    :func:`~cflkit.methods.parts.clustering.select_clusters`) and keeps that K; the round's
+    diagnostics get ``k_selected`` and ``silhouette``.
+
     Diagnostics per round: ``phase`` (0 cold, 1 CORN, 2 loss-based, 3 fixed),
     ``n_clusters``, and in CORN rounds ``agreement`` (share of clients whose choice equals
     the server's cluster).
@@ -125,14 +131,20 @@ class CORNFLQS(Method):
 
     @dataclass(frozen=True)
     class Params(Params):
-        clusters: int | str = GROUPS  # K cluster models: an integer, or 'groups' (as many as the planted groups)
+        clusters: int | str = GROUPS  # K cluster models: an integer, 'groups' (the planted groups) or 'auto'
+        max_clusters: int = 10  # clusters=auto: the largest K the silhouette of the cold round's weights may pick
+        min_silhouette: float = 0.25  # clusters=auto: one cluster unless some K's mean silhouette exceeds this
         clusterer: str = "kmeans"  # the server's clustering of the trained weights (reference code: agglomerative)
         metric: str = "euclidean"  # distance between the clients' weights
         linkage: str = "ward"  # agglomerative linkage (the reference code's Ward)
         min_cluster_size: int = 2  # HDBSCAN / DBSCAN: the smallest cluster
 
         def check(self):
-            cluster_count(self)
+            cluster_count(self, auto=True)
+            at_least(self, "max_clusters", 2)
+            if not -1.0 <= self.min_silhouette <= 1.0:
+                raise ValueError(f"parameter 'min_silhouette' must be in [-1, 1] (a mean silhouette width), "
+                                 f"got {self.min_silhouette}")
             one_of(self, "clusterer", CLUSTERERS)
             one_of(self, "metric", ("euclidean", "cosine"))
             one_of(self, "linkage", ("ward", "complete", "average", "single"))
@@ -153,6 +165,24 @@ class CORNFLQS(Method):
         return cluster(flatten(trained), p.clusterer, k=k, metric=p.metric, linkage=p.linkage,
                        min_cluster_size=p.min_cluster_size, seed=self.config.seed)
 
+    def cold_k(self, ctx: Context, trained: list) -> tuple[int, dict]:
+        """K for the cold round's end: ``clusters``, or with ``clusters=auto`` the silhouette's
+        choice on the weights the clients sent (the server's own representation; see
+        :func:`~cflkit.methods.parts.clustering.select_clusters`), with its diagnostics."""
+        p = self.params
+        if p.clusters != AUTO:
+            return self.n_clusters(ctx), {}
+        from .parts.clustering import select_clusters
+
+        chosen = select_clusters(flatten(trained), p.clusterer if p.clusterer in NEEDS_K + ("agglomerative",)
+                                 else "kmeans", max_k=p.max_clusters, metric=p.metric, linkage=p.linkage,
+                                 seed=self.config.seed, no_structure=p.min_silhouette)
+        return chosen.k, {"k_selected": chosen.k, "silhouette": chosen.silhouette}
+
+    def k(self, ctx: Context, candidates) -> int:
+        """K of the corn phase: ``clusters``, or (auto) the number of models the cold round made."""
+        return len(candidates[0]) if self.params.clusters == AUTO else self.n_clusters(ctx)
+
     def round(self, state: CornflqsState, ctx: Context, r: int):
         if ctx.participants is not None:
             return self._absent_round(state, ctx, r)
@@ -163,11 +193,12 @@ class CORNFLQS(Method):
         diagnostics = {"phase": list(PHASES).index(phase)}
         down = 1
         if phase == "cold":  # one FedAvg round; the K cluster models start as its global model
-            k = self.n_clusters(ctx)
+            k, selected = self.cold_k(ctx, trained)
+            diagnostics.update(selected)
             candidates = [np.repeat(w, k, axis=0) for w in weighted_average(trained, fed.sizes)]
             next_phase = "corn"
         elif phase == "corn":  # the server clusters, then every client picks the lowest-loss model
-            server = self.server_clusters(ctx, trained, self.n_clusters(ctx))
+            server = self.server_clusters(ctx, trained, self.k(ctx, candidates))
             candidates = cluster_average(trained, fed.sizes, server, int(server.max()) + 1)
             choice = assign_by_loss(loss_matrix(ctx, candidates))
             down = len(candidates[0])
@@ -191,9 +222,9 @@ class CORNFLQS(Method):
         return new_state, ctx.traffic(up_models=1, down_models=down, **diagnostics)
 
     # -- absent clients ---------------------------------------------------------------------
-    def _needed(self, ctx: Context) -> int:
+    def _needed(self, ctx: Context, candidates) -> int:
         """Arrived updates the server's clustering needs: K, and ``min_cluster_size`` for (H)DBSCAN."""
-        k, p = self.n_clusters(ctx), self.params
+        k, p = self.k(ctx, candidates), self.params
         return max(k, p.min_cluster_size) if p.clusterer in ("hdbscan", "dbscan") else k
 
     def _absent_round(self, state: CornflqsState, ctx: Context, r: int):
@@ -214,13 +245,14 @@ class CORNFLQS(Method):
         if phase == "cold":  # FedAvg of what arrived; the K cluster models start as its global model
             if len(returned):
                 glob = update_clusters(candidates, trained, sizes, np.zeros(len(returned), dtype=np.int64))
-                k = self.n_clusters(ctx)
+                k, selected = self.cold_k(ctx, trained)  # (auto: on the weights that arrived)
+                diagnostics.update(selected)
                 candidates = [np.repeat(w, k, axis=0) for w in glob]
                 next_phase = "corn"
         elif phase == "corn":
             corn_rounds += 1
-            if len(returned) >= self._needed(ctx):  # the server clusters the weights that arrived
-                server = match_labels(self.server_clusters(ctx, trained, self.n_clusters(ctx)), start, k)
+            if len(returned) >= self._needed(ctx, candidates):  # the server clusters the weights that arrived
+                server = match_labels(self.server_clusters(ctx, trained, self.k(ctx, candidates)), start, k)
                 grow = int(server.max()) + 1 - k  # (H)DBSCAN may find more clusters than K
                 if grow > 0:
                     candidates = [np.concatenate([w, np.repeat(w[:1], grow, axis=0)]) for w in candidates]

@@ -65,6 +65,7 @@ from ..core.aggregate import cluster_average, update_clusters
 from ..core.trainer import take
 from .base import Context
 from .clustered import Clustered, ClusteredParams, ClusteredState
+from .params import cluster_count
 from .parts.clustering import NEEDS_K, align, cluster, cosine_similarity
 from .parts.representations import NEEDS_TRAINING, represent
 
@@ -165,6 +166,10 @@ class FedGroup(Clustered):
     class Params(ClusteredParams):
         clusterer: str = "kmeans"  # the paper's k-means on the decomposed cosine similarities
         metric: str = "euclidean"  # EDC: the Euclidean distance of decomposed cosine similarities
+
+        def check(self):
+            super().check()
+            cluster_count(self)  # no clusters=auto: EDC projects on K singular directions, so K comes first
 
     def __init__(self, config):
         super().__init__(config)

@@ -17,7 +17,7 @@ import numpy as np
 from ..core.aggregate import update_clusters
 from ..core.trainer import take
 from .base import Context, Method, ServerState, lowest_loss
-from .params import GROUPS, Params, at_least, cluster_count
+from .params import AUTO, GROUPS, Params, at_least, cluster_count
 
 
 @dataclass
@@ -27,6 +27,7 @@ class IFCAState(ServerState):
 
     candidates: list  # K stacked models: arrays of shape (K, *layer_shape)
     choice: np.ndarray  # (n_clients,) candidate id each client chose
+    alive: np.ndarray | None = None  # clusters=auto: the candidates not pruned (None: all K)
 
     def server_models(self):
         return self.candidates, self.choice  # all K candidates keep their ids; the chosen ones are a view
@@ -159,6 +160,13 @@ class IFCA(Method):
     A newcomer (a client held out of training) runs the estimation step once with the final
     cluster models: it joins the one of lowest loss on its training data.
 
+    K unknown (``clusters=auto``; the paper gives K): the run starts from ``max_clusters``
+    candidates and prunes, after the first estimation and after every round, each candidate
+    that is no client's current choice (its last one, for a client not sampled) — the
+    "K_max models with empty-cluster pruning" rule; K is then the number of candidates left.
+    It reads only the clients' choices. A pruned candidate keeps its id but is no longer sent
+    or offered, so it cannot be picked again.
+
     Communication per round: each sampled client downloads K models; each whose update
     arrives uploads one.
     Diagnostics per round: ``n_clusters`` (non-empty clusters), ``objective`` (the loss
@@ -179,12 +187,14 @@ class IFCA(Method):
 
     @dataclass(frozen=True)
     class Params(Params):
-        clusters: int | str = GROUPS  # K candidate models: an integer, or 'groups' (as many as the planted groups)
+        clusters: int | str = GROUPS  # K candidate models: an integer, 'groups' (the planted groups) or 'auto'
         restarts: int = 1  # random draws of the K models; the best after 5 trial rounds is kept (1: the paper's nets)
+        max_clusters: int = 10  # clusters=auto: candidates at the start; those no client chooses are pruned
 
         def check(self):
-            cluster_count(self)
+            cluster_count(self, auto=True)
             at_least(self, "restarts", 1)
+            at_least(self, "max_clusters", 2)
 
     def initial_candidates(self, ctx: Context) -> tuple[list, np.ndarray]:
         """K random models (the best of ``restarts`` draws) and the clients' first choice.
@@ -193,8 +203,8 @@ class IFCA(Method):
         (clients pick, train, the server averages); the draw whose models then give the
         lowest :func:`objective` wins, and the run starts from its *untrained* models.
         """
-        k = self.n_clusters(ctx)
         fed = ctx.federation
+        k = min(self.params.max_clusters, fed.n_clients) if self.params.clusters == AUTO else self.n_clusters(ctx)
         restarts = self.params.restarts
         best = None
         for _ in range(restarts):
@@ -223,17 +233,23 @@ class IFCA(Method):
     def assign_newcomers(self, state, ctx, members, newcomers):
         return lowest_loss(state, ctx, newcomers)
 
+    def alive(self, choice, k: int) -> np.ndarray | None:
+        """``clusters=auto``: the candidates some client chose (the others are pruned); else all."""
+        return np.isin(np.arange(k), choice) if self.params.clusters == AUTO else None
+
     def init(self, ctx: Context) -> IFCAState:
         candidates, choice = self.initial_candidates(ctx)
         models, assignment = expose(candidates, choice)
-        return IFCAState(models, assignment, candidates=candidates, choice=choice)
+        return IFCAState(models, assignment, candidates=candidates, choice=choice,
+                         alive=self.alive(choice, len(candidates[0])))
 
     def round(self, state: IFCAState, ctx: Context, r: int):
         fed = ctx.federation
         sampled, returned = ctx.sampled, ctx.returned
         candidates = state.candidates
-        losses = loss_matrix(ctx, candidates, sampled)  # the estimation step, on each sampled client
-        estimate = assign_by_loss(losses)
+        offered = np.arange(len(candidates[0])) if state.alive is None else np.flatnonzero(state.alive)
+        losses = loss_matrix(ctx, take(candidates, offered), sampled)  # the estimation step, on each sampled client
+        estimate = offered[assign_by_loss(losses)]
         trained = ctx.train(take(candidates, estimate), clients=sampled)  # the local update, from the chosen model
         arrived = ctx.arrived(estimate)
         candidates = update_clusters(candidates, ctx.arrived(trained), fed.sizes[returned],
@@ -241,12 +257,13 @@ class IFCA(Method):
         choice = state.choice.copy()
         choice[returned] = arrived
         models, assignment = expose(candidates, choice)
-        k = len(candidates[0])
+        k = len(offered)  # the models each sampled client downloaded
         info = ctx.traffic(up_models=1, down_models=k, n_clusters=len(models[0]),
                            objective=objective(losses, fed.sizes[sampled]),
                            changed=int((choice != state.choice).sum()))
-        up, down = self.restart_traffic(k) if r == 1 else (0, 0)
+        up, down = self.restart_traffic(len(candidates[0])) if r == 1 else (0, 0)
         if up or down:  # every client took part in the restarts' trial rounds
             info.bytes_up += ctx.model_bytes(up)
             info.bytes_down += ctx.model_bytes(down)
-        return IFCAState(models, assignment, candidates=candidates, choice=choice), info
+        return IFCAState(models, assignment, candidates=candidates, choice=choice,
+                         alive=self.alive(choice, len(candidates[0]))), info

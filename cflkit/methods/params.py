@@ -15,7 +15,8 @@ import typing
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
-GROUPS = "groups"  # clusters="groups": as many clusters as the federation's planted groups
+GROUPS = "groups"  # clusters="groups": as many clusters as the federation's planted groups (K given)
+AUTO = "auto"  # clusters="auto": the method chooses K from what the server has (K unknown)
 NONE_WORDS = ("none", "null")
 
 
@@ -162,13 +163,14 @@ def one_of(params, name: str, options):
         raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(map(str, options))}")
 
 
-def cluster_count(params, name: str = "clusters"):
-    """A number of clusters: an integer >= 1, or 'groups' (as many as the planted groups)."""
+def cluster_count(params, name: str = "clusters", auto: bool = False):
+    """A number of clusters: an integer >= 1, 'groups' (as many as the planted groups), or,
+    where the method can choose K itself (``auto``), 'auto'."""
     value = getattr(params, name)
+    words = f"{GROUPS!r} (as many as the planted groups)" + (f" or {AUTO!r} (the method chooses)" if auto else "")
     if isinstance(value, str):
-        if value != GROUPS:
-            raise ValueError(f"parameter {name!r} must be an integer >= 1 or {GROUPS!r} (as many as the planted "
-                             f"groups), got {value!r}")
+        if value != GROUPS and not (auto and value == AUTO):
+            hint = " (this method cannot choose K itself)" if value == AUTO else ""
+            raise ValueError(f"parameter {name!r} must be an integer >= 1 or {words}, got {value!r}{hint}")
     elif value < 1:
-        raise ValueError(f"parameter {name!r} must be an integer >= 1 or {GROUPS!r} (as many as the planted "
-                         f"groups), got {value}")
+        raise ValueError(f"parameter {name!r} must be an integer >= 1 or {words}, got {value}")

@@ -7,6 +7,8 @@ must still get a model.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ...core.aggregate import contiguous
@@ -103,6 +105,48 @@ def cluster(X=None, clusterer: str = "kmeans", k: int = 0, threshold: float = 0.
     else:
         labels = bipartition(dist(), k, threshold)
     return contiguous(_singletons_for_noise(np.asarray(labels)))
+
+
+NO_STRUCTURE = 0.25  # mean silhouette at or below which a partition shows "no substantial structure"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What :func:`select_clusters` chose: the labels, K, and the mean silhouette of each K tried."""
+
+    labels: np.ndarray
+    k: int
+    silhouettes: dict  # K -> mean silhouette width (K = 2 .. max_k)
+
+    @property
+    def silhouette(self) -> float:
+        """The chosen partition's mean silhouette (NaN for one cluster, which has none)."""
+        return float(self.silhouettes.get(self.k, np.nan))
+
+
+def select_clusters(X=None, clusterer: str = "kmeans", max_k: int = 10, metric: str = "euclidean",
+                    linkage: str = "average", seed: int = 0, distances=None,
+                    no_structure: float = NO_STRUCTURE) -> Selection:
+    """K unknown: cluster the rows into K = 2 .. ``max_k`` clusters (at most n - 1) with
+    ``clusterer`` and keep the K of the largest mean silhouette width, measured on the same
+    distances the clusterer uses (Rousseeuw, J. Comput. Appl. Math. 1987); one cluster if no
+    K exceeds ``no_structure`` (0.25: "no substantial structure", Kaufman & Rousseeuw,
+    *Finding Groups in Data*, 1990). It sees only the representations, never a ground truth;
+    ties go to the smaller K."""
+    from sklearn.metrics import silhouette_score
+
+    D = distances if distances is not None else pairwise_distances(X, metric)
+    n = len(D)
+    scores = {}
+    best = Selection(np.zeros(n, dtype=np.int64), 1, scores)
+    for k in range(2, min(max_k, n - 1) + 1):
+        labels = cluster(X, clusterer, k=k, metric=metric, linkage=linkage, seed=seed, distances=distances)
+        if len(np.unique(labels)) < 2 or len(np.unique(labels)) >= n:
+            continue
+        scores[k] = float(silhouette_score(D, labels, metric="precomputed"))
+        if scores[k] > max(no_structure, scores.get(best.k, -np.inf)):
+            best = Selection(labels, int(labels.max()) + 1, scores)
+    return best
 
 
 def _spectral(D, k, seed):

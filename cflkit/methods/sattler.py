@@ -79,7 +79,7 @@ def bipartition(similarity: np.ndarray, linkage: str = "complete") -> np.ndarray
 
 
 def split_clusters(assignment, updates: np.ndarray, sizes, eps1: float, eps2: float, allowed: bool = True,
-                   linkage: str = "complete", clients=None) -> tuple[np.ndarray, list]:
+                   linkage: str = "complete", clients=None, ratio: float | None = None) -> tuple[np.ndarray, list]:
     """One pass of the paper's split step over every cluster of ``assignment``.
 
     ``updates`` are the updates of ``clients`` (ids, default every client), one row each:
@@ -87,7 +87,10 @@ def split_clusters(assignment, updates: np.ndarray, sizes, eps1: float, eps2: fl
     absent clients: those whose update arrived this round); its other members stay with
     the half that keeps the id. A cluster of more than two such clients splits when
     ``allowed`` (past the warm-up), their mean update norm is below ``eps1`` and their
-    largest update norm above ``eps2``; they are bipartitioned by the cosine similarity
+    largest update norm above ``eps2`` — or, with ``ratio`` (the scale-free form), their
+    mean update norm is below ``ratio`` times their largest update norm (the clients' updates
+    cancel: FedAvg is stationary for the cluster, not for its clients); they are
+    bipartitioned by the cosine similarity
     of their updates. The half holding the first of them keeps the cluster id, the other
     half gets the next free id — so every client stays in exactly one cluster and ids stay
     contiguous. (The reference code appended the halves' positions *within* the cluster as
@@ -115,7 +118,9 @@ def split_clusters(assignment, updates: np.ndarray, sizes, eps1: float, eps2: fl
         row = {"cluster": c, "size": len(rows), "mean_norm": np.nan, "max_norm": np.nan, "split": False}
         if len(rows):
             row["mean_norm"], row["max_norm"] = update_norms(updates, sizes, rows)
-        if allowed and len(rows) > 2 and row["mean_norm"] < eps1 and row["max_norm"] > eps2:
+        fires = (row["mean_norm"] < ratio * row["max_norm"] if ratio is not None
+                 else row["mean_norm"] < eps1 and row["max_norm"] > eps2)
+        if allowed and len(rows) > 2 and fires:
             S = cosine_similarity(updates[rows])
             halves = bipartition(S, linkage)
             new[clients[rows[halves == 1]]] = int(new.max()) + 1  # global client ids, not positions
@@ -205,7 +210,14 @@ class Sattler(Method):
     EMNIST, SGD lr 0.1 with momentum 0.9, one local epoch); update norms depend on the model,
     learning rate and local epochs, so on another model they may never fire (then the
     method stays FedAvg). What was measured here, and settings that split, are in
-    ``docs/methods.md``.
+    ``docs/methods.md``. ``thresholds=relative`` is a scale-free form of the two criteria:
+    split when the mean update norm is below ``split_ratio`` times the largest client update
+    norm. Both norms scale alike with the learning rate, the local steps and the model, so
+    the ratio carries over between models; its default, 0.25, is the paper's eps1 / eps2, so
+    at the paper's operating point (mean norm eps1, largest eps2) the two forms agree. Noise
+    alone also cancels (the mean of n unrelated updates shrinks like 1 / sqrt(n)), so with
+    many clients and no groups the ratio can fire too: the warm-up and the paper's
+    ``alpha_cross_max`` (reported) are the guards.
 
     Diagnostics per round: ``mean_update_norm`` (the largest over clusters),
     ``max_update_norm`` (over all clients), ``n_clusters``, ``splits`` (clusters split this
@@ -239,12 +251,23 @@ class Sattler(Method):
         eps2: float = 1.6  # ... and its largest client update norm exceeds eps2 (the paper's values)
         warmup_rounds: int = 20  # no split before this round (the reference code's c_round > 20)
         linkage: str = "complete"  # bipartition linkage: complete (reference code), single (paper's optimum), average
+        thresholds: str = "absolute"  # absolute: eps1 and eps2 (the paper's); relative: split_ratio (scale-free)
+        split_ratio: float = 0.25  # relative: split when mean update norm < split_ratio x largest (paper: eps1/eps2)
 
         def check(self):
             for name in ("eps1", "eps2"):
                 at_least(self, name, 0.0)
+            one_of(self, "thresholds", ("absolute", "relative"))
+            if not 0.0 < self.split_ratio < 1.0:
+                raise ValueError(f"parameter 'split_ratio' must be in (0, 1) (the mean update norm over the "
+                                 f"largest client's), got {self.split_ratio}")
             at_least(self, "warmup_rounds", 0)
             one_of(self, "linkage", ("complete", "single", "average"))
+
+    @property
+    def ratio(self) -> float | None:
+        """The scale-free split ratio (``thresholds=relative``), else None (eps1 / eps2)."""
+        return self.params.split_ratio if self.params.thresholds == "relative" else None
 
     def descend(self, tree, ctx: Context, clients, nodes) -> tuple[np.ndarray, np.ndarray]:
         """Sort ``clients`` down ``tree``, each from its node of ``nodes``: at every node it
@@ -285,7 +308,8 @@ class Sattler(Method):
         trained = ctx.train(start)  # FedAvg's local update within each cluster
         updates = flatten(trained) - flatten(start)
         assignment, report = split_clusters(state.assignment, updates, fed.sizes, p.eps1, p.eps2,
-                                            allowed=r > p.warmup_rounds, linkage=p.linkage)  # the split step
+                                            allowed=r > p.warmup_rounds, linkage=p.linkage,
+                                            ratio=self.ratio)  # the split step
         k = int(assignment.max()) + 1
         # every member of a (new) cluster started from the same model, so the average of
         # their trained models is that model plus their size-weighted mean update
@@ -309,7 +333,8 @@ class Sattler(Method):
         arrived = ctx.arrived(trained)
         updates = flatten(arrived) - flatten(ctx.arrived(start))
         new, report = split_clusters(assignment, updates, fed.sizes, p.eps1, p.eps2, allowed=r > p.warmup_rounds,
-                                     linkage=p.linkage, clients=returned)  # the split step, on the round's clients
+                                     linkage=p.linkage, clients=returned,
+                                     ratio=self.ratio)  # the split step, on the round's clients
         k = int(new.max()) + 1
         parent = np.arange(k)
         parent[new[returned]] = assignment[returned]  # a new cluster's model starts as the one that split

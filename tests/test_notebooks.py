@@ -102,7 +102,7 @@ TABLES = {
     "05_one_shot_and_warmup": ["results.csv"],
     "06_pacfl": ["angles.csv", "results.csv", "subspace_dim.csv"],
     "07_cornflqs": ["results.csv"],
-    "08_benchmark_of_clustering": ["results.csv", "ari_per_round.csv"],
+    "08_benchmark_of_clustering": ["results.csv", "ari_per_round.csv", "k_given_vs_unknown.csv"],
     "09_medical_heart_disease": ["hospitals.csv", "features.csv", "results.csv", "per_client.csv", "partitions.csv",
                                  "per_hospital.csv", "flamby.csv", "tcga.csv"],
     "10_environmental_air_quality": ["stations.csv", "results.csv", "per_client.csv", "ari.csv", "per_station.csv",
@@ -277,7 +277,8 @@ def _check_results(stem: str, out: Path, executed):
         assert (cornflqs["bytes_total"].to_numpy() > fedavg).all(), "clients download K models in CORN rounds"
     elif stem.startswith("08"):
         results = pd.read_csv(out / "results.csv")
-        assert len(results) == len(tiny["methods"]) * len(tiny["scenarios"]) * len(tiny["seeds"])
+        takes_k = [m for m in tiny["methods"] if m not in ("fedavg", "oracle")]  # run once per K setting
+        assert len(results) == (len(tiny["methods"]) + len(takes_k)) * len(tiny["scenarios"]) * len(tiny["seeds"])
         assert results["error"].isna().all(), results["error"].dropna().tolist()
         results = results.set_index(["method", "scenario"])
         assert results.loc[("pacfl", "shards"), "ari"].min() == 1.0
@@ -285,6 +286,12 @@ def _check_results(stem: str, out: Path, executed):
         per_round = pd.read_csv(out / "ari_per_round.csv")
         assert len(per_round) == len(results) * (tiny["rounds"] + 1)
         assert len(list((out / "cells").iterdir())) == len(results), "one run directory per cell"
+        # K given and K unknown: pacfl ran with clusters=groups and clusters=auto, fedavg and the oracle once
+        assert sorted(results.loc["pacfl", "clusters"].unique()) == ["auto", "groups"]
+        assert results.loc["fedavg", "clusters"].isna().all() and len(results.loc["oracle"]) == len(tiny["scenarios"])
+        k_table = pd.read_csv(out / "k_given_vs_unknown.csv", index_col=0)
+        assert list(k_table.index) == tiny["methods"]
+        assert k_table.loc["oracle", "ari (K given)"] == k_table.loc["oracle", "ari (K unknown)"] == 1.0
     elif stem.startswith("09"):
         hospitals = pd.read_csv(out / "hospitals.csv", index_col=0)
         assert list(hospitals["kept"]) == [303, 261, 46, 130], "FLamby preprocessing keeps 740 patients"

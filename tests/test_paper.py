@@ -125,8 +125,10 @@ def test_aggregation_writes_the_papers_figures_tables_and_macros(chain):
         pdf = (paper / "figures" / f"{name}.pdf").read_bytes()
         assert pdf[:5] == b"%PDF-" and b"/Type3" not in pdf, f"{name}.pdf: not a PDF with TrueType fonts"
     macros = dict(re.findall(r"\\newcommand\{\\(\w+)\}\{(.*)\}", (paper / "macros.tex").read_text()))
-    # known answers at the tiny size: 3 methods x 2 scenarios x 2 seeds; oracle ARI 1, FedAvg 0 (one cluster)
-    assert macros["BenchRuns"] == "12" and macros["BenchSeeds"] == "2" and macros["BenchMethods"] == "3"
+    # known answers at the tiny size: 3 methods x 2 scenarios x 2 seeds, pacfl with K given and K unknown
+    # (16 runs); oracle ARI 1, FedAvg 0 (one cluster); the headline is K unknown
+    assert macros["BenchRuns"] == "16" and macros["BenchSeeds"] == "2" and macros["BenchMethods"] == "3"
+    assert macros["BenchKSetting"] == "unknown"
     assert macros["BenchAriOracle"] == "1.00" and macros["BenchAriFedavg"] == "0.00"
     assert macros["HeartPatients"] == "740" and macros["AirStations"] == "12"
     assert (macros["MoreRealCitiesClients"], macros["MoreRealPatientsClients"], macros["MoreRealSubsitesClients"],
@@ -140,8 +142,13 @@ def test_aggregation_writes_the_papers_figures_tables_and_macros(chain):
     # the table agrees with the runs' own results tables
     results = pd.concat(pd.read_csv(p / "out" / "results.csv") for p in (runs / "tiny").glob("benchmark-*"))
     table = (paper / "tables" / "benchmark.tex").read_text()
-    pacfl = results[(results.method == "pacfl") & (results.scenario == "shards")]["accuracy_mean"]
-    assert P.mean_std(pacfl) in table.split("pacfl &")[1].splitlines()[0]
+    pacfl = results[(results.method == "pacfl") & (results.scenario == "shards") & (results.clusters == "auto")]
+    assert P.mean_std(pacfl["accuracy_mean"]) in table.split("pacfl &")[1].splitlines()[0]
+    k_table = (paper / "tables" / "benchmark_k.tex").read_text()
+    pacfl = results[results.method == "pacfl"]
+    given, unknown = (pacfl.loc[pacfl.clusters == c, "ari"].mean() for c in ("groups", "auto"))
+    assert k_table.split("\npacfl &")[1].startswith(f" {given:.2f} & {unknown:.2f} &")
+    assert k_table.split("\noracle &")[1].startswith(" 1.00 & 1.00 &"), "no K: the same runs in both settings"
     provenance = pd.read_csv(paper / "figures" / "provenance.csv")
     assert set(provenance["file"]) >= {"benchmark_heatmaps.pdf", "benchmark.tex", "heart.tex", "air.tex",
                                        "more_real.tex", "round_time.tex", "heart_co_clustering.pdf"}

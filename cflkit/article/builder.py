@@ -259,8 +259,12 @@ def measure_round_time(experiment, root="runs/batch") -> Path | None:
 # ---------------------------------------------------------------- the article's parts
 
 def benchmark(runs, paper: Path, source: str, provenance: list) -> dict:
-    """Notebook 08's runs: the main table, the heatmaps figure, ARI over rounds; macros."""
-    results, per_round = _benchmark_results(runs)
+    """Notebook 08's runs: the main table, the heatmaps figure and ARI over rounds with K
+    unknown (``clusters=auto``; K given where the runs have no K-unknown cells), the K given
+    vs K unknown table; macros."""
+    every, per_round_every = _benchmark_results(runs)
+    headline = "unknown" if (every["k"] == "unknown").any() else "given"
+    results, per_round = every[every["k"] == headline], per_round_every[per_round_every["k"] == headline]
     methods = list(dict.fromkeys(results["method"]))
     scenarios = list(dict.fromkeys(results["scenario"]))
     datasets = list(dict.fromkeys(results["dataset"]))
@@ -270,9 +274,43 @@ def benchmark(runs, paper: Path, source: str, provenance: list) -> dict:
     _benchmark_heatmaps(results, methods, scenarios, datasets, paper / "figures" / "benchmark_heatmaps.pdf")
     _benchmark_ari_over_rounds(per_round[per_round["dataset"] == datasets[0]],
                                paper / "figures" / "benchmark_ari_over_rounds.pdf")
-    for name in ("benchmark_heatmaps.pdf", "benchmark_ari_over_rounds.pdf", "benchmark.tex"):
+    write_text_atomic(paper / "tables" / "benchmark_k.tex", _benchmark_k_table(every, methods, f"{source} ({nb})"))
+    for name in ("benchmark_heatmaps.pdf", "benchmark_ari_over_rounds.pdf", "benchmark.tex", "benchmark_k.tex"):
         provenance.append((name, nb, source, ";".join(r.dirname for r, _ in runs)))
-    return _benchmark_macros(runs, results, methods, scenarios, datasets)
+    m = _benchmark_macros(runs, results, methods, scenarios, datasets)
+    m["BenchKSetting"] = "unknown" if headline == "unknown" else "given"
+    cells = every.drop_duplicates(["dataset", "cell"])
+    m["BenchRuns"], m["BenchWallMinutes"] = len(cells), f"{cells['wall_seconds'].sum() / 60:.1f}"
+    m.update(_benchmark_k_macros(every))
+    return m
+
+
+def _benchmark_k_table(results, methods, source) -> str:
+    """K given against K unknown: per method the mean ARI, accuracy and clusters over every
+    scenario, dataset and seed in each setting (a method that takes no K is the same in both)."""
+    rows = []
+    for meth in methods:
+        part = results[results["method"] == meth]
+        cells = []
+        for value, digits in (("ari", 2), ("accuracy_mean", 2), ("n_clusters", 1)):
+            for k in ("given", "unknown"):
+                v = part.loc[part["k"] == k, value]
+                cells.append(f"{v.mean():.{digits}f}" if len(v) else "--")
+        rows.append([tex_escape(meth), *cells])
+    header = ["method", "ARI, K given", "K unknown", "acc., K given", "K unknown", "clusters, K given", "K unknown"]
+    return tabular(header, rows, "lcccccc", source)
+
+
+def _benchmark_k_macros(results) -> dict:
+    """The methods whose mean ARI drops the most from K given to K unknown, and the mean drop."""
+    ari = results.groupby(["method", "k"])["ari"].mean().unstack("k")
+    if not {"given", "unknown"} <= set(ari.columns):
+        return {"BenchKDropMethod": "none", "BenchKDrop": "--", "BenchKMeanDrop": "--"}
+    drop = (ari["given"] - ari["unknown"]).drop([k for k in NOT_CLUSTERED if k in ari.index]).dropna()
+    if not len(drop):
+        return {"BenchKDropMethod": "none", "BenchKDrop": "--", "BenchKMeanDrop": "--"}
+    return {"BenchKDropMethod": tex_escape(drop.idxmax()), "BenchKDrop": f"{drop.max():.2f}",
+            "BenchKMeanDrop": f"{drop.mean():.2f}"}
 
 
 def _benchmark_results(runs):
@@ -286,7 +324,9 @@ def _benchmark_results(runs):
             t = pd.read_csv(out / name)
             t["dataset"] = dataset
             into.append(t)
-    results, per_round = pd.concat(tables, ignore_index=True), pd.concat(rounds, ignore_index=True)
+    from ..study.compare import k_settings
+
+    results, per_round = (k_settings(pd.concat(t, ignore_index=True)) for t in (tables, rounds))
     errors = results["error"].dropna().astype(str)
     if (errors != "").any():
         raise ValueError(f"benchmark: cells failed inside the notebook: {errors[errors != ''].tolist()[:3]}")

@@ -569,3 +569,21 @@ def _cell(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return ""
     return str(value)
+
+
+K_SETTINGS = {"auto": "unknown", "groups": "given"}  # clusters= value -> the benchmark's setting
+
+
+def k_settings(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with a ``k`` column: "unknown" for the cells run with ``clusters=auto``,
+    "given" for ``clusters=groups`` (the planted number) or an integer K; a method that
+    takes no K (FedAvg, the oracle, Sattler, the density clusterers) ran once and serves both
+    settings, so its rows appear under each. A table without a ``clusters`` column is "given"."""
+    if "clusters" not in results:
+        return results.assign(k="given")
+    clusters = results["clusters"]
+    takes_k = clusters.notna() & (clusters.astype(str) != "")
+    labelled = results[takes_k].assign(k=clusters[takes_k].astype(str).map(lambda v: K_SETTINGS.get(v, "given")))
+    both = [results[~takes_k].assign(k=setting) for setting in ("unknown", "given")]
+    return pd.concat([labelled, *both], ignore_index=True).sort_values(
+        "k", key=lambda k: k.map({"unknown": 0, "given": 1}), kind="stable").reset_index(drop=True)

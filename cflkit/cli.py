@@ -21,6 +21,7 @@ EXTENSIONS = {
     "batch": "cflkit.study.batch_cli",
     "explain": "cflkit.explain.cli",
     "flower": "cflkit.flower.cli",
+    "tune": "cflkit.study.tune_cli",
 }
 
 

@@ -125,6 +125,7 @@ class Method:
     newcomer = ""  # how a client that never trained joins a cluster (empty: it cannot; holdout_clients is refused)
     newcomer_uploads = 0  # models a newcomer sends to be assigned (its update, for server-side rules)
     aggregates = True  # whether the server averages updates (a server optimizer needs it)
+    tuning: dict = {}  # `cflkit tune`: parameter -> values tried (the first: the paper's default); empty: none
 
     @classmethod
     def handles_absent(cls, params) -> bool:

@@ -419,6 +419,7 @@ class FLHC(Clustered):
 
     name = "flhc"
     summary = "FL+HC: FedAvg warm-up, then agglomerative clustering of updates (Briggs et al. 2020)"
+    tuning = {"warmup_rounds": (3, 1, 5), "min_silhouette": (0.25, 0.15)}
 
     @dataclass(frozen=True)
     class Params(ClusteredParams):
@@ -434,6 +435,7 @@ class KMeansWeights(Clustered):
 
     name = "kmeans"
     summary = "k-means on client weights every round (Ben Ali et al. 2024)"
+    tuning = {"min_silhouette": (0.25, 0.15, 0.35)}
 
     @dataclass(frozen=True)
     class Params(ClusteredParams):
@@ -451,6 +453,7 @@ class FedClust(Clustered):
 
     name = "fedclust"
     summary = "FedClust: one-shot hierarchical clustering of last-layer weights (Islam et al. 2024)"
+    tuning = {"min_silhouette": (0.25, 0.15, 0.35)}
 
     @dataclass(frozen=True)
     class Params(ClusteredParams):

@@ -123,6 +123,7 @@ class CORNFLQS(Method):
 
     name = "cornflqs"
     summary = "CORNFLQS: alternate k-means on weights and loss-based choice until they agree (Ben Ali et al. 2025)"
+    tuning = {"min_silhouette": (0.25, 0.15, 0.35)}
     newcomer = "the cluster model of lowest loss on its training data (its client-side rule)"
     partial_participation = True
     absent_rule = ("the server clusters the updates that arrived (at least K), the clients whose update arrived "

@@ -182,6 +182,7 @@ class IFCA(Method):
     summary = "IFCA: clients pick the lowest-loss of K models each round (Ghosh et al. 2020)"
 
     trial_rounds = 5  # IFCA rounds that judge each random restart (assignments settle by round 2-5 here)
+    tuning = {"restarts": (1, 3)}
     partial_participation = True
     newcomer = "the cluster model of lowest loss on its training data (the estimation step)"
 

@@ -93,6 +93,7 @@ class OCFL(Clustered):
 
     name = "ocfl"
     summary = "OCFL: one HDBSCAN clustering of update cosine distances when the temperature rises (Zuziak et al. 2024)"
+    tuning = {"min_cluster_size": (2, 3)}
     @dataclass(frozen=True)
     class Params(ClusteredParams):
         clusterer: str = "hdbscan"  # the paper's density clusterer: no K

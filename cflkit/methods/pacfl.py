@@ -50,6 +50,7 @@ class PACFL(Clustered):
 
     name = "pacfl"
     summary = "PACFL: one-shot clustering of client data subspaces by principal angles (Vahidian et al. 2023)"
+    tuning = {"subspace_dim": (3, 2, 5), "min_silhouette": (0.25, 0.15)}
 
     @dataclass(frozen=True)
     class Params(ClusteredParams):

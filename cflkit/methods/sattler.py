@@ -236,6 +236,7 @@ class Sattler(Method):
 
     name = "sattler"
     summary = "CFL: bipartition a cluster by update similarity when FedAvg stalls (Sattler et al. 2021)"
+    tuning = {"thresholds": ("absolute", "relative"), "split_ratio": (0.25, 0.5)}
     newcomer = ("descends the tree of splits from the root: at each split it trains once from the model cached "
                 "there and follows the half holding the most similar cached update (cosine); cluster 0 before any "
                 "split")

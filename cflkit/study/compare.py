@@ -572,15 +572,23 @@ def _cell(value) -> str:
 
 
 K_SETTINGS = {"auto": "unknown", "groups": "given"}  # clusters= value -> the benchmark's setting
+CANNOT_CHOOSE_K = "this method cannot choose K itself"  # the refusal of clusters=auto (methods/params.py)
 
 
 def k_settings(results: pd.DataFrame) -> pd.DataFrame:
     """``results`` with a ``k`` column: "unknown" for the cells run with ``clusters=auto``,
     "given" for ``clusters=groups`` (the planted number) or an integer K; a method that
     takes no K (FedAvg, the oracle, Sattler, the density clusterers) ran once and serves both
-    settings, so its rows appear under each. A table without a ``clusters`` column is "given"."""
+    settings, so its rows appear under each; a method that cannot choose K (FedGroup) has its
+    refused ``clusters=auto`` cells left out. A table without a ``clusters`` column is "given"."""
     if "clusters" not in results:
         return results.assign(k="given")
+    refused = results["error"].fillna("").astype(str).str.contains(CANNOT_CHOOSE_K, regex=False) \
+        if "error" in results else pd.Series(False, index=results.index)
+    if refused.any():
+        logging.getLogger(__name__).info("no K-unknown runs for %s: the method cannot choose K itself",
+                                         ", ".join(dict.fromkeys(results.loc[refused, "method"])))
+        results = results[~refused]
     clusters = results["clusters"]
     takes_k = clusters.notna() & (clusters.astype(str) != "")
     labelled = results[takes_k].assign(k=clusters[takes_k].astype(str).map(lambda v: K_SETTINGS.get(v, "given")))

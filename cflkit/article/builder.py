@@ -274,7 +274,8 @@ def benchmark(runs, paper: Path, source: str, provenance: list) -> dict:
     _benchmark_heatmaps(results, methods, scenarios, datasets, paper / "figures" / "benchmark_heatmaps.pdf")
     _benchmark_ari_over_rounds(per_round[per_round["dataset"] == datasets[0]],
                                paper / "figures" / "benchmark_ari_over_rounds.pdf")
-    write_text_atomic(paper / "tables" / "benchmark_k.tex", _benchmark_k_table(every, methods, f"{source} ({nb})"))
+    write_text_atomic(paper / "tables" / "benchmark_k.tex",
+                      _benchmark_k_table(every, list(dict.fromkeys(every["method"])), f"{source} ({nb})"))
     for name in ("benchmark_heatmaps.pdf", "benchmark_ari_over_rounds.pdf", "benchmark.tex", "benchmark_k.tex"):
         provenance.append((name, nb, source, ";".join(r.dirname for r, _ in runs)))
     m = _benchmark_macros(runs, results, methods, scenarios, datasets)

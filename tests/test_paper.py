@@ -129,6 +129,11 @@ def test_aggregation_writes_the_papers_figures_tables_and_macros(chain):
     # (16 runs); oracle ARI 1, FedAvg 0 (one cluster); the headline is K unknown
     assert macros["BenchRuns"] == "16" and macros["BenchSeeds"] == "2" and macros["BenchMethods"] == "3"
     assert macros["BenchKSetting"] == "unknown"
+    # the statistics: 2 scenarios x 2 seeds = 4 blocks, fedavg and pacfl ranked (the oracle left out)
+    assert macros["BenchBlocks"] == "4" and macros["BenchTopRanked"] == "pacfl" and float(macros["BenchTopRank"]) <= 1.5
+    stats_table = (paper / "tables" / "benchmark_stats.tex").read_text()
+    assert "\npacfl &" in stats_table and "\nfedavg &" in stats_table and "oracle" not in stats_table
+    assert (paper / "figures" / "benchmark_cd.pdf").read_bytes()[:5] == b"%PDF-"
     assert macros["BenchAriOracle"] == "1.00" and macros["BenchAriFedavg"] == "0.00"
     assert macros["HeartPatients"] == "740" and macros["AirStations"] == "12"
     assert (macros["MoreRealCitiesClients"], macros["MoreRealPatientsClients"], macros["MoreRealSubsitesClients"],

@@ -279,11 +279,57 @@ def benchmark(runs, paper: Path, source: str, provenance: list) -> dict:
     for name in ("benchmark_heatmaps.pdf", "benchmark_ari_over_rounds.pdf", "benchmark.tex", "benchmark_k.tex"):
         provenance.append((name, nb, source, ";".join(r.dirname for r, _ in runs)))
     m = _benchmark_macros(runs, results, methods, scenarios, datasets)
+    m.update(_benchmark_statistics(results, paper, f"{source} ({nb})"))
+    for name in ("benchmark_stats.tex", "benchmark_cd.pdf"):
+        provenance.append((name, nb, source, ";".join(r.dirname for r, _ in runs)))
     m["BenchKSetting"] = "unknown" if headline == "unknown" else "given"
     cells = every.drop_duplicates(["dataset", "cell"])
     m["BenchRuns"], m["BenchWallMinutes"] = len(cells), f"{cells['wall_seconds'].sum() / 60:.1f}"
     m.update(_benchmark_k_macros(every))
     return m
+
+
+def _benchmark_statistics(results, paper: Path, source: str) -> dict:
+    """Demšar's (2006) comparison of the methods over the blocks (dataset x scenario x seed) of
+    the headline setting, the oracle left out (it is handed the groups): per method the mean ARI
+    and accuracy with 95 % bootstrap intervals, mean ranks, wins / ties / losses against FedAvg
+    on accuracy (``benchmark_stats.tex``); the Friedman test and the critical-difference
+    diagram of the ARI ranks (``benchmark_cd.pdf``, Nemenyi's CD); macros."""
+    import matplotlib.pyplot as plt
+
+    from ..study import stats
+
+    ranked = results[results["method"] != "oracle"]
+    if ranked["method"].nunique() < 2:
+        return {"BenchFriedmanP": "--", "BenchCD": "--", "BenchTopRanked": "none", "BenchBlocks": "0"}
+    ari = stats.summary_table(ranked, "ari", reference=None).set_index("method")
+    acc = stats.summary_table(ranked, "accuracy_mean",
+                              reference="fedavg" if "fedavg" in set(ranked["method"]) else None).set_index("method")
+    rows = []
+    for meth in ari.index:
+        a, c = ari.loc[meth], acc.loc[meth]
+        wtl = ("--" if meth == "fedavg" or "wins" not in acc else f"{c['wins']}/{c['ties']}/{c['losses']}")
+        rows.append([tex_escape(meth), _with_ci(a), f"{a['mean_rank']:.2f}", _with_ci(c), f"{c['mean_rank']:.2f}", wtl])
+    write_text_atomic(paper / "tables" / "benchmark_stats.tex", tabular(
+        ["method", r"ARI [95\,\% CI]", "rank", r"accuracy [95\,\% CI]", "rank", "W/T/L vs FedAvg"], rows, "lccccc",
+        source))
+    fr = stats.friedman(ranked, "ari")
+    cd = stats.critical_difference(fr.n_methods, fr.n_blocks)
+    fig = stats.cd_diagram(ari["mean_rank"], cd, paper / "figures" / "benchmark_cd")
+    plt.close(fig)
+    fa = stats.friedman(ranked, "accuracy_mean")
+    return {"BenchBlocks": str(fr.n_blocks), "BenchFriedmanChi": f"{fr.chi2:.1f}", "BenchFriedmanP": _p(fr.p_chi2),
+            "BenchFriedmanAccP": _p(fa.p_chi2), "BenchCD": f"{cd:.2f}", "BenchTopRanked": tex_escape(ari.index[0]),
+            "BenchTopRank": f"{ari['mean_rank'].iloc[0]:.2f}", "BenchTopAccRanked": tex_escape(acc.index[0])}
+
+
+def _with_ci(row) -> str:
+    return f"{row['mean']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+
+
+def _p(p: float) -> str:
+    """A p-value as the text quotes it."""
+    return "$<$0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _benchmark_k_table(results, methods, source) -> str:

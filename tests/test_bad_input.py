@@ -112,7 +112,8 @@ CASES = [
     (["run", "--method", "flhc", "--set", "warmup_rounds=-2"], "parameter 'warmup_rounds' must be >= 0, got -2", 2),
     (["run", "--method", "ifca", "--restarts", "0"], "parameter 'restarts' must be >= 1, got 0", 2),
     (["run", "--method", "ifca", "--set", "clusters=-1"],
-     "parameter 'clusters' must be an integer >= 1 or 'groups' (as many as the planted groups), got -1", 2),
+     "parameter 'clusters' must be an integer >= 1 or 'groups' (as many as the planted groups) or 'auto' (the "
+     "method chooses), got -1", 2),
     (["run", "--method", "ifca", "--set", "eps2=0.8"],
      "method 'ifca' has no parameter 'eps2'; its parameters: clusters, restarts", 2),
     (["run", "--set", "restarts=5"], "method 'fedavg' has no parameter 'restarts'; it takes no parameters", 2),

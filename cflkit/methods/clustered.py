@@ -47,7 +47,7 @@ import numpy as np
 from ..core.aggregate import cluster_average, contiguous, update_clusters, weighted_average
 from ..core.trainer import take
 from .base import ClusteredFedAvg, Context, Method, ServerState, same_value_cluster
-from .params import AUTO, GROUPS, Params, at_least, cluster_count, one_of
+from .params import AUTO, GROUPS, Params, at_least, cluster_count, one_of, silhouette_bar
 from .parts.clustering import (
     CLUSTERERS,
     METRICS,
@@ -139,9 +139,7 @@ class ClusteredParams(Params):
                               ("trigger", TRIGGERS), ("metric", METRICS), ("linkage", LINKAGES)):
             one_of(self, name, options)
         cluster_count(self, auto=True)
-        if not -1.0 <= self.min_silhouette <= 1.0:
-            raise ValueError(f"parameter 'min_silhouette' must be in [-1, 1] (a mean silhouette width), "
-                             f"got {self.min_silhouette}")
+        silhouette_bar(self)
         for name, low in (("max_clusters", 2), ("warmup_rounds", 0), ("distance_threshold", 0.0),
                           ("min_cluster_size", 1), ("subspace_dim", 1), ("probe_size", 1)):
             at_least(self, name, low)

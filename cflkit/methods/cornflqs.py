@@ -12,7 +12,7 @@ from ..core.aggregate import cluster_average, update_clusters, weighted_average
 from ..core.trainer import take
 from .base import Context, Method, lowest_loss
 from .ifca import IFCAState, assign_by_loss, expose, loss_matrix
-from .params import AUTO, GROUPS, Params, at_least, cluster_count, one_of
+from .params import AUTO, GROUPS, Params, at_least, cluster_count, one_of, silhouette_bar
 from .parts.clustering import CLUSTERERS, NEEDS_K, cluster, match_labels
 from .parts.representations import flatten
 
@@ -143,9 +143,7 @@ class CORNFLQS(Method):
         def check(self):
             cluster_count(self, auto=True)
             at_least(self, "max_clusters", 2)
-            if not -1.0 <= self.min_silhouette <= 1.0:
-                raise ValueError(f"parameter 'min_silhouette' must be in [-1, 1] (a mean silhouette width), "
-                                 f"got {self.min_silhouette}")
+            silhouette_bar(self)
             one_of(self, "clusterer", CLUSTERERS)
             one_of(self, "metric", ("euclidean", "cosine"))
             one_of(self, "linkage", ("ward", "complete", "average", "single"))

@@ -174,3 +174,10 @@ def cluster_count(params, name: str = "clusters", auto: bool = False):
             raise ValueError(f"parameter {name!r} must be an integer >= 1 or {words}, got {value!r}{hint}")
     elif value < 1:
         raise ValueError(f"parameter {name!r} must be an integer >= 1 or {words}, got {value}")
+
+
+def silhouette_bar(params, name: str = "min_silhouette"):
+    """A mean silhouette width: a number in [-1, 1] (``clusters=auto``'s bar for K > 1)."""
+    value = getattr(params, name)
+    if not -1.0 <= value <= 1.0:
+        raise ValueError(f"parameter {name!r} must be in [-1, 1] (a mean silhouette width), got {value}")

@@ -583,7 +583,7 @@ def k_settings(results: pd.DataFrame) -> pd.DataFrame:
     refused ``clusters=auto`` cells left out. A table without a ``clusters`` column is "given"."""
     if "clusters" not in results:
         return results.assign(k="given")
-    refused = results["error"].fillna("").astype(str).str.contains(CANNOT_CHOOSE_K, regex=False) \
+    refused = results["error"].astype(object).fillna("").astype(str).str.contains(CANNOT_CHOOSE_K, regex=False) \
         if "error" in results else pd.Series(False, index=results.index)
     if refused.any():
         logging.getLogger(__name__).info("no K-unknown runs for %s: the method cannot choose K itself",

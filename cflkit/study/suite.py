@@ -36,7 +36,7 @@ def suite_results(batch_dir) -> pd.DataFrame:
     if not tables:
         raise ValueError(f"no finished run with out/results.csv under {batch_dir}; run `cflkit batch` first")
     results = pd.concat(tables, ignore_index=True)
-    errors = results["error"].fillna("").astype(str)
+    errors = results["error"].astype(object).fillna("").astype(str)
     failed = (errors != "") & ~errors.str.contains(CANNOT_CHOOSE_K, regex=False)  # refusals: no K-unknown cell
     if failed.any():
         raise ValueError(f"{failed.sum()} cells failed, e.g. {errors[failed].iloc[0]}")

@@ -105,3 +105,56 @@ def test_cli_tune_refuses_bad_input_in_one_line(tmp_path, capsys, argv, message)
     assert main(["tune", *argv, "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and not (tmp_path / "t").exists()
+
+
+def test_tuned_parameters_reach_their_method_only_and_override_the_settings():
+    from cflkit.study.compare import expand_grid
+
+    grid = {"method": ["ifca", "pacfl", "fedavg"], "seed": [0]}
+    cells = expand_grid(grid, Config(**SMALL), settings={"clusters": 2},
+                        tuned={"ifca": {"restarts": 3, "clusters": 3}, "pacfl": {}})
+    by = {c.config.method: c for c in cells}
+    assert by["ifca"].config.params.restarts == 3 and by["ifca"].config.params.clusters == 3  # tuned over settings
+    assert by["pacfl"].config.params.clusters == 2                                            # settings stay
+    assert [by[m].labels["tuning"] for m in ("ifca", "pacfl", "fedavg")] == ["tuned", "tuned", "default"]
+    plain = {c.config.method: c for c in expand_grid(grid, Config(**SMALL), settings={"clusters": 2})}
+    assert "tuning" not in plain["ifca"].labels and plain["ifca"].id != by["ifca"].id
+    assert plain["pacfl"].config == by["pacfl"].config  # nothing tuned: the same run, so resume reuses it
+
+
+@pytest.mark.parametrize("tuned, message", [
+    ({"nope": {}}, "unknown method 'nope' in the tuned parameters"),
+    ({"ifca": {"eps1": 0.1}}, "method 'ifca' has no parameter 'eps1' (in the tuned parameters)"),
+    ({"ifca": {"restarts": 2}}, "parameter 'restarts' is both tuned for 'ifca' and varied by the grid"),
+    ({"ifca": 3}, "tuned must map a method to its parameters"),
+])
+def test_bad_tuned_parameters_are_refused_before_any_run(tuned, message):
+    from cflkit.study.compare import expand_grid
+
+    with pytest.raises(ValueError) as e:
+        expand_grid({"method": ["ifca"], "restarts": [1, 2]}, Config(**SMALL), tuned=tuned)
+    assert message in str(e.value)
+
+
+def test_cli_compare_runs_with_what_cli_tune_chose(tmp_path, capsys):
+    out = tmp_path / "tune"
+    common = ["--set", "scenario=label_swap", "--set", "clients=8", "--set", "groups=2", "--set", "rounds=2",
+              "--set", "local_epochs=1"]
+    assert main(["tune", "--methods", "ocfl", *common, "--out", str(out)]) == 0
+    chosen = T.read_tuned(out / "tuned.json")["ocfl"]
+    capsys.readouterr()
+    assert main(["compare", "--methods", "ocfl,fedavg", "--seeds", "0", *common, "--tuned", str(out / "tuned.json"),
+                 "--workers", "1", "--out", str(tmp_path / "cmp")]) == 0
+    import pandas as pd
+
+    results = pd.read_csv(tmp_path / "cmp" / "results.csv")
+    assert dict(zip(results["method"], results["tuning"])) == {"ocfl": "tuned", "fedavg": "default"}
+    cell = results.loc[results["method"] == "ocfl", "cell"].item()
+    config = json.loads((tmp_path / "cmp" / "cells" / cell / "config.json").read_text())
+    assert all(config["params"][k] == v for k, v in chosen.items())
+    grid = json.loads((tmp_path / "cmp" / "grid.json").read_text())
+    assert grid["tuned"] == {"ocfl": chosen}
+    assert main(["compare", "--methods", "ocfl", "--tuned", str(tmp_path / "missing.json"),
+                 "--out", str(tmp_path / "c2")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read the tuned parameters" in err and err.count("\n") == 1 and not (tmp_path / "c2").exists()

@@ -84,7 +84,8 @@ class Cell:
 
 
 # -- the grid ---------------------------------------------------------------------------------
-def expand_grid(grid: dict, base: Config = Config(), settings: dict | None = None) -> list[Cell]:
+def expand_grid(grid: dict, base: Config = Config(), settings: dict | None = None,
+                tuned: dict | None = None) -> list[Cell]:
     """The distinct cells of ``grid`` on top of ``base``, validated, in grid order.
 
     ``grid`` maps config fields and method parameters to a list of values (a single value
@@ -95,7 +96,10 @@ def expand_grid(grid: dict, base: Config = Config(), settings: dict | None = Non
     ``ValueError`` naming it, before anything is run or written. A combination that one
     method refuses (``pacfl`` with ``representation=update``) is a failed cell. ``settings``
     are method parameters fixed for every method of the grid that takes them (the others
-    ignore them): ``{"clusters": 2, "restarts": 5}``.
+    ignore them): ``{"clusters": 2, "restarts": 5}``. ``tuned`` gives each method its own
+    parameters, ``{method: {parameter: value}}`` (what ``cflkit tune`` chose:
+    :func:`cflkit.study.tune.read_tuned`); they override ``settings`` for that method, and
+    the tables gain a ``tuning`` column ("tuned" for a method listed there, else "default").
     """
     from ..core.experiment import validate
     from ..methods import make_method
@@ -108,6 +112,7 @@ def expand_grid(grid: dict, base: Config = Config(), settings: dict | None = Non
     params = [k for k in lists if k not in FIELDS]
     _check_parameters(params, lists, methods)
     settings = dict(settings or {})
+    tuned = _check_tuned(tuned, lists) if tuned is not None else None
     for key in settings:
         if key not in parameter_names():
             raise ValueError(f"unknown method parameter {key!r} in settings (`cflkit list METHOD`)")
@@ -121,7 +126,9 @@ def expand_grid(grid: dict, base: Config = Config(), settings: dict | None = Non
         point = dict(zip(order, combo))
         shared = {k: v for k, v in point.items() if k in FIELDS}
         config = base.replace(**shared)
-        own = {k: v for k, v in {**settings, **point}.items() if k not in FIELDS and k in config.params.names()}
+        mine = (tuned or {}).get(config.method, {})
+        own = {k: v for k, v in {**settings, **mine, **point}.items()
+               if k not in FIELDS and k in config.params.names()}
         key = (config, tuple(sorted(own.items())))
         if key in seen:
             continue
@@ -131,10 +138,33 @@ def expand_grid(grid: dict, base: Config = Config(), settings: dict | None = Non
             config = config.replace(**own)
             make_method(config)
         except ValueError as e:  # this method refuses the combination: a failed cell
-            cells.append(_refused_cell(config, own, order, str(e)))
-            continue
-        cells.append(Cell(cell_id(config, varying), config, _labels(config, order)))
+            cell = _refused_cell(config, own, order, str(e))
+        else:
+            cell = Cell(cell_id(config, varying), config, _labels(config, order))
+        if tuned is not None:
+            cell.labels["tuning"] = "tuned" if config.method in tuned else "default"
+        cells.append(cell)
     return _distinct(cells)
+
+
+def _check_tuned(tuned, lists: dict) -> dict:
+    """``tuned`` as ``{method: {parameter: value}}``, every method and parameter checked."""
+    from ..methods import METHODS
+
+    if not isinstance(tuned, dict) or not all(isinstance(v, dict) for v in tuned.values()):
+        raise ValueError("tuned must map a method to its parameters, {method: {parameter: value}} "
+                         "(what `cflkit tune` writes in tuned.json)")
+    for method, params in tuned.items():
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r} in the tuned parameters; choose one of: {', '.join(METHODS)}")
+        names = METHODS[method].Params.names()
+        for key in params:
+            if key not in names:
+                raise ValueError(f"method {method!r} has no parameter {key!r} (in the tuned parameters); its "
+                                 f"parameters: {', '.join(names) or 'none'}")
+            if key in lists:
+                raise ValueError(f"parameter {key!r} is both tuned for {method!r} and varied by the grid; keep one")
+    return {m: dict(p) for m, p in tuned.items()}
 
 
 def _check_parameters(params: list, lists: dict, methods: list):
@@ -238,7 +268,8 @@ def _label(value):
 
 # -- running ----------------------------------------------------------------------------------
 def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | None = None,
-            base: Config = Config(), settings: dict | None = None) -> pd.DataFrame:
+            base: Config = Config(), settings: dict | None = None, tuned: dict | None = None,
+            executor: str = "local", address: str | None = None) -> pd.DataFrame:
     """Run every cell of ``grid`` (see :func:`expand_grid`) into ``out_dir`` and return the
     results table, one row per cell (columns: ``cell``, the config labels, the
     :data:`SUMMARY_COLUMNS`, ``error``); ``settings``: see :func:`expand_grid`.
@@ -251,7 +282,7 @@ def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | No
     """
     from ..core.outputs import MANIFEST, TARGETS, WriteError, check_output, make_dirs, mark, remove_made
 
-    cells = expand_grid(grid, base, settings)
+    cells = expand_grid(grid, base, settings, tuned)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     progress = sys.stderr.isatty() if progress is None else progress
@@ -266,7 +297,7 @@ def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | No
         log.info("compare: %d cells, %d to run", len(cells), len(pending))
         ran = _run_cells(pending, cells_dir, workers, progress, done=len(cells) - len(pending))
         errors = {c.id: c.refused or ran[c.id] for c in cells if c.refused or c.id in ran}  # grid order
-        _write_tables(grid, base, cells, out_dir, errors, settings)
+        _write_tables(grid, base, cells, out_dir, errors, settings, tuned)
     except (WriteError, OSError):  # nothing half-made stays: the directories this call created go if empty
         if out_dir in made:
             (out_dir / MANIFEST).unlink(missing_ok=True)
@@ -278,7 +309,8 @@ def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | No
     return results_table(cells, cells_dir, errors)
 
 
-def _write_tables(grid: dict, base: Config, cells: list, out_dir: Path, errors: dict, settings: dict | None = None):
+def _write_tables(grid: dict, base: Config, cells: list, out_dir: Path, errors: dict, settings: dict | None = None,
+                 tuned: dict | None = None):
     """``results.csv``, ``ari_per_round.csv``, ``table.md`` and ``grid.json``, each atomically."""
     cells_dir = out_dir / "cells"
     results = results_table(cells, cells_dir, errors)
@@ -290,7 +322,8 @@ def _write_tables(grid: dict, base: Config, cells: list, out_dir: Path, errors: 
     write_text_atomic(out_dir / "table.md", markdown_table(summarize_grid(results, metrics=headline(results))) + "\n")
     write_text_atomic(out_dir / "grid.json", json.dumps(
         {"grid": {k: [_label(v) for v in _values(k, vs)] for k, vs in grid.items()}, "base": base.to_dict(),
-         "settings": {k: _label(v) for k, v in (settings or {}).items()}},
+         "settings": {k: _label(v) for k, v in (settings or {}).items()},
+         "tuned": {m: {k: _label(v) for k, v in p.items()} for m, p in tuned.items()} if tuned is not None else None},
         indent=2) + "\n")
 
 

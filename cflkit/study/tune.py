@@ -144,7 +144,12 @@ def write_tuning(out_dir, table: pd.DataFrame, chosen: dict, protocol: dict) -> 
 
 def read_tuned(path) -> dict:
     """The chosen parameters of a ``tuned.json``: ``{method: {parameter: value}}``."""
-    data = json.loads(Path(path).read_text())
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ValueError(f"cannot read the tuned parameters {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: not JSON ({e}); give the tuned.json written by `cflkit tune`") from None
     if not isinstance(data, dict) or not isinstance(data.get("chosen"), dict):
         raise ValueError(f"{path}: not a tuned.json written by `cflkit tune` (no 'chosen' mapping)")
     return data["chosen"]

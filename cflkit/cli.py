@@ -125,6 +125,9 @@ def _add_compare_command(sub) -> None:
                         "methods built on 'clustered'; other methods get one cell")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="fix a config field for every cell, e.g. --set rounds=10 (repeatable)")
+    c.add_argument("--tuned", default=None, metavar="TUNED.json",
+                   help="each method's own parameters from `cflkit tune` (its tuned.json); the tables gain a "
+                        "'tuning' column")
     c.add_argument("--out", default="runs/compare",
                    help="directory for cells/, results.csv, ari_per_round.csv, table.md (default: runs/compare)")
     c.add_argument("--workers", type=count(1), default=None,
@@ -378,8 +381,13 @@ def cmd_compare(args) -> int:
     from .study.compare import compare, summarize_grid, text_table
 
     grid, base = grid_from_args(args)
+    tuned = None
+    if args.tuned is not None:
+        from .study.tune import read_tuned
+
+        tuned = read_tuned(args.tuned)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    results = compare(grid, args.out, workers=args.workers, progress=progress, base=base)
+    results = compare(grid, args.out, workers=args.workers, progress=progress, base=base, tuned=tuned)
     print(text_table(summarize_grid(results)))
     failed = results[results["error"] != ""]  # listed on stderr by compare's warning
     out = Path(args.out)

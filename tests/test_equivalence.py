@@ -30,9 +30,15 @@ def _offline(dataset_word: str) -> bool:
     return any((Path(d) / folder).is_dir() for d in os.environ.get("CFLKIT_OFFLINE_DIRS", "").split(os.pathsep) if d)
 
 
+# Floating point is compared to RTOL, not bit for bit: the golden runs were written on another
+# CPU, and TensorFlow's kernels (oneDNN, with or without AVX-512) round sums in a different order
+# there, which moves a loss in its 7th digit. Integers (assignments, clusters, bytes) stay exact.
+RTOL = 1e-5
+
+
 def _same(a, b) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=RTOL, abs_tol=1e-9)
     return a == b
 
 
@@ -56,14 +62,15 @@ def test_a_config_of_the_release_before_runs_to_the_same_numbers(name, tmp_path)
     # everybody takes part (participation 1, no dropout): every client trained and returned in every round
     assert (got.loc[got["round"] > 0, list(PARTICIPATION)] == 1).all().all()
     assert (got.loc[got["round"] == 0, list(PARTICIPATION)] == 0).all().all()
-    pd.testing.assert_frame_equal(got[columns], expected[columns], check_exact=True)
+    pd.testing.assert_frame_equal(got[columns], expected[columns], check_exact=False, rtol=RTOL, atol=1e-9)
     if (golden / "diagnostics.csv").is_file():
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "run" / "diagnostics.csv"),
-                                      pd.read_csv(golden / "diagnostics.csv"), check_exact=True)
+                                      pd.read_csv(golden / "diagnostics.csv"), check_exact=False, rtol=RTOL, atol=1e-9)
     else:
         assert not (tmp_path / "run" / "diagnostics.csv").exists()
     want = json.loads((golden / "summary.json").read_text())
     have = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert set(have) - set(BINARY_SUMMARY) == set(want)
+    fairness = {k for k in have if k.endswith(('_per_group', '_group_best', '_group_worst', '_group_gap'))}
+    assert set(have) - set(BINARY_SUMMARY) - fairness == set(want)
     assert all(_same(have[k], want[k]) for k in want if k not in TIMING), \
         {k: (have[k], want[k]) for k in want if k not in TIMING and not _same(have[k], want[k])}

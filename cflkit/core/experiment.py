@@ -9,7 +9,14 @@ import numpy as np
 from .config import Config
 from .datasets import DATASETS, load_dataset
 from .loop import DivergenceError, run_rounds  # noqa: F401 (DivergenceError: raised by run)
-from .metrics import accuracy_summary, binary_summary, clustering_scores, regression_summary, survival_summary
+from .metrics import (
+    accuracy_summary,
+    binary_summary,
+    clustering_scores,
+    group_summary,
+    regression_summary,
+    survival_summary,
+)
 from .models import MODELS
 from .results import Result, save_run
 from .scenarios import make_federation, parse_scenario
@@ -204,6 +211,8 @@ def summarize(history, fed, config, wall_seconds: float) -> dict:
         summary.update(survival_summary(last))
     if "auroc" in last:  # two-class classification (trainer.BINARY_METRICS)
         summary.update(binary_summary(last))
+    score = {"regression": "rmse", "survival": "c_index"}.get(fed.task, "accuracy")
+    summary.update(group_summary(last, score, lower_is_better=score == "rmse"))
     summary.update(clustering_scores(last["group"].to_numpy(), last["cluster"].to_numpy()))
     summary["n_clusters"] = int(last["cluster"].nunique())
     if "holdout" in final:

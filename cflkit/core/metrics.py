@@ -29,6 +29,26 @@ def accuracy_summary(accuracy, test_sizes) -> dict:
     }
 
 
+def group_summary(last, name: str = "accuracy", lower_is_better: bool = False) -> dict:
+    """Fairness across the planted groups: ``<name>_per_group`` (the mean of the clients'
+    final ``name`` in each group), the best and the worst group (``lower_is_better`` for an
+    error such as RMSE) and their gap, ``|best - worst|``. A clustering that serves one group
+    well and sacrifices another shows a large gap behind a fine mean. Empty when no client
+    has the score."""
+    v, g = last[name].to_numpy(dtype=float), last["group"].to_numpy()
+    per = {}
+    for group in sorted(set(g.tolist()), key=str):
+        values = v[g == group]
+        if np.isfinite(values).any():
+            per[str(group)] = float(np.nanmean(values))
+    if not per:
+        return {}
+    scores = list(per.values())
+    best, worst = (min(scores), max(scores)) if lower_is_better else (max(scores), min(scores))
+    return {f"{name}_per_group": per, f"{name}_group_best": best, f"{name}_group_worst": worst,
+            f"{name}_group_gap": abs(best - worst)}
+
+
 def regression_summary(last) -> dict:
     """Regression errors of the final round: RMSE mean / test-size-weighted (= pooled RMSE)
     / worst 10 % of clients (the highest), MAE and R² means."""

@@ -66,6 +66,8 @@ SUMMARY_COLUMNS = ("accuracy_mean", "accuracy_weighted", "accuracy_worst10", "lo
                    "auroc_mean", "auroc_weighted", "auroc_worst10", "auprc_mean", "auprc_weighted",  # binary
                    "balanced_accuracy_mean", "balanced_accuracy_weighted",  # classification (NaN else)
                    "c_index_mean", "c_index_weighted", "c_index_worst10",  # survival (NaN else)
+                   "accuracy_group_worst", "accuracy_group_gap", "rmse_group_worst", "rmse_group_gap",  # fairness:
+                   "c_index_group_worst", "c_index_group_gap",  # the worst planted group, best minus worst
                    "ari", "ami", "homogeneity", "completeness", "v_measure", "n_clusters", "stable_round", "rounds",
                    "bytes_total", "wall_seconds")
 INTEGER_COLUMNS = ("n_clusters", "stable_round", "rounds", "bytes_total")

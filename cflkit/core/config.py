@@ -42,6 +42,8 @@ class Config:
     removed_classes: int = 0  # label_skew: classes missing per group (0: classes // groups)
     skew: str = ""  # feature_skew: comma list of per-group transforms ('' = default cycle)
     noise: float = 0.5  # feature_skew: strength of noise / scale / offset
+    rotation_angle: float = 0.0  # rotation (images): degrees between consecutive groups (0: 360/groups, 90 for 4)
+    swapped_labels: int = 0  # label_swap: labels each group's permutation moves (0: all; k >= 2: a k-cycle)
     quantity_exponent: float = 1.5  # quantity_skew: Pareto tail exponent of client sizes
     quantity_ratios: tuple = ()  # quantity_skew: explicit size ratios, cycled over clients
     drift_round: int = 0  # drift: from this round on drift_fraction of the clients hold another group's data (0: none)
@@ -102,7 +104,7 @@ class Config:
         for name in ("learning_rate", "alpha", "quantity_exponent"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("noise",):
+        for name in ("noise", "rotation_angle"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.participation <= 1:
@@ -273,7 +275,7 @@ FIELDS = {f.name: f for f in fields(Config) if f.name != "params"}
 # the smallest value of every integer field (and what a special value means)
 INT_MINIMUM = {"clients": 1, "groups": 1, "samples_per_client": 0, "classes_per_client": 1, "removed_classes": 0,
                "rounds": 0, "local_epochs": 1, "local_steps": 0, "batch_size": 1, "min_participants": 1,
-               "holdout_clients": 0, "shards": 1,
+               "holdout_clients": 0, "shards": 1, "swapped_labels": 0,
                "drift_round": 0, "arrival_round": 0, "seed": 0}
 INT_MEANING = {"samples_per_client": " (0: split the dataset)", "local_steps": " (0: use local_epochs)",
                "removed_classes": " (0: classes // groups)",

@@ -114,7 +114,8 @@ def federation_from(config: Config):
         load_dataset(config.dataset), config.scenario, clients=config.clients, groups=config.groups,
         seed=config.seed, test_fraction=config.test_fraction, samples_per_client=config.samples_per_client,
         alpha=config.alpha, classes_per_client=config.classes_per_client, removed_classes=config.removed_classes,
-        skew=config.skew, noise=config.noise, quantity_exponent=config.quantity_exponent,
+        skew=config.skew, noise=config.noise, rotation_angle=config.rotation_angle,
+        swapped_labels=config.swapped_labels, quantity_exponent=config.quantity_exponent,
         quantity_ratios=config.quantity_ratios)
 
 

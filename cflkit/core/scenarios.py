@@ -10,9 +10,12 @@ et al. 2020 and Sattler et al. 2021 for rotation and label swap):
   ``shards`` (each group sees ``classes_per_client`` classes, disjoint across groups
   while groups × classes_per_client ≤ classes), ``label_skew`` (each group lacks
   ``removed_classes`` classes);
-- concept shift on features: ``rotation`` (images by 0/90/180/270°; tabular data by a
-  fixed feature permutation per group);
-- concept shift on labels: ``label_swap`` (a label permutation per group);
+- concept shift on features: ``rotation`` (images by 0/90/180/270°, or by multiples of
+  ``rotation_angle`` degrees, the difficulty knob: small angles are hard to tell apart;
+  tabular data by a fixed feature permutation per group);
+- concept shift on labels: ``label_swap`` (a label permutation per group; ``swapped_labels``
+  k >= 2 makes it a cycle over k random classes, the difficulty knob: fewer moved labels,
+  closer groups);
 - feature distribution skew: ``feature_skew`` (per group one of noise, scale, offset for
   tabular data; erosion, dilation, inversion, noise for images);
 - ``quantity_skew`` — client sizes from a power law (or given ratios); one group;
@@ -84,7 +87,7 @@ def make_federation(dataset: Dataset, scenario: str = "iid", clients: int = 16, 
                     seed: int = 0, test_fraction: float = 0.25, samples_per_client: int = 0,
                     alpha: float = 0.5, classes_per_client: int = 2, removed_classes: int = 0,
                     skew: str = "", noise: float = 0.5, quantity_exponent: float = 1.5,
-                    quantity_ratios: tuple = ()) -> Federation:
+                    quantity_ratios: tuple = (), rotation_angle: float = 0.0, swapped_labels: int = 0) -> Federation:
     """Build a :class:`Federation` of ``clients`` clients from ``dataset``.
 
     ``groups`` ground-truth groups of (near-)equal client counts are planted by every
@@ -98,6 +101,7 @@ def make_federation(dataset: Dataset, scenario: str = "iid", clients: int = 16, 
         return _natural_instead(dataset, clients, groups, seed, test_fraction, samples_per_client)
     _check_args(dataset, parts, clients, groups, test_fraction, samples_per_client, alpha,
                 classes_per_client, removed_classes, noise, quantity_exponent, quantity_ratios)
+    _check_knobs(dataset, parts, groups, rotation_angle, swapped_labels)
     # one generator for every draw, in this order: groups, sizes, proportions, rows, transforms, splits
     rng = np.random.default_rng(seed)
     grouped = any(p not in ("iid", "quantity_skew") for p in parts)
@@ -109,12 +113,15 @@ def make_federation(dataset: Dataset, scenario: str = "iid", clients: int = 16, 
     proportions, group_names = _class_proportions(partition, dataset, group, n_groups, alpha,
                                                   classes_per_client, removed_classes, rng)
     rows = _draw(dataset.y, dataset.n_classes, sizes, proportions, reuse=samples_per_client > 0, rng=rng)
-    names = _planted_names(group_names, parts, dataset, n_groups, skew)
-    xs, ys, transforms = _transformed_clients(dataset, parts, rows, group, n_groups, skew, noise, rng)
+    names = _planted_names(group_names, parts, dataset, n_groups, skew, rotation_angle, swapped_labels)
+    xs, ys, transforms = _transformed_clients(dataset, parts, rows, group, n_groups, skew, noise, rng,
+                                              rotation_angle, swapped_labels)
     train_index, test_index = _split_clients(ys, test_fraction, rng)
     params = dict(clients=clients, groups=n_groups, seed=seed, test_fraction=test_fraction,
                   samples_per_client=samples_per_client, alpha=alpha, classes_per_client=classes_per_client,
                   removed_classes=removed_classes, skew=skew, noise=noise,
+                  **({"rotation_angle": rotation_angle} if rotation_angle else {}),
+                  **({"swapped_labels": swapped_labels} if swapped_labels else {}),
                   quantity_exponent=quantity_exponent, quantity_ratios=list(quantity_ratios))
     fed = _planted_federation(dataset, scenario, xs, ys, train_index, test_index, group, names, params)
     fed.recipe = dict(dataset=dataset, transforms=transforms,  # what drift needs to redraw a client
@@ -131,19 +138,20 @@ def _natural_instead(dataset, clients, groups, seed, test_fraction, samples_per_
     return make_natural_federation(dataset, clients=clients, groups=groups, seed=seed, test_fraction=test_fraction)
 
 
-def _planted_names(group_names, parts, dataset, n_groups, skew) -> list:
+def _planted_names(group_names, parts, dataset, n_groups, skew, rotation_angle=0.0, swapped_labels=0) -> list:
     """A name per group: its label-distribution part's name joined with each transform's."""
     names = list(group_names)
     for part in parts:
         if part in TRANSFORMS:
-            names = _join_names(names, _transform_names(part, dataset, n_groups, skew))
+            names = _join_names(names, _transform_names(part, dataset, n_groups, skew, rotation_angle, swapped_labels))
     return names
 
 
-def _transformed_clients(dataset, parts, rows, group, n_groups, skew, noise, rng) -> tuple[list, list, dict]:
+def _transformed_clients(dataset, parts, rows, group, n_groups, skew, noise, rng, rotation_angle=0.0,
+                         swapped_labels=0) -> tuple[list, list, dict]:
     """Each client's features and labels with its group's transforms applied, in the scenario's
     part order; and the group transforms (:func:`group_transforms`), to redraw a client later."""
-    transforms = group_transforms(dataset, parts, n_groups, skew, noise, rng)
+    transforms = group_transforms(dataset, parts, n_groups, skew, noise, rng, rotation_angle, swapped_labels)
     xs, ys = [], []
     for c in range(len(rows)):
         x, y = apply_transforms(dataset.x[rows[c]].copy(), dataset.y[rows[c]].copy(), int(group[c]), transforms, rng)
@@ -152,15 +160,19 @@ def _transformed_clients(dataset, parts, rows, group, n_groups, skew, noise, rng
     return xs, ys, transforms
 
 
-def group_transforms(dataset, parts, n_groups, skew, noise, rng) -> dict:
+def group_transforms(dataset, parts, n_groups, skew, noise, rng, rotation_angle=0.0, swapped_labels=0) -> dict:
     """What a group's transforms need, drawn once per federation: the label permutations
     (``label_swap``) and the tabular feature permutations (``rotation``)."""
-    perms = _label_perms(dataset.n_classes, n_groups, rng) if "label_swap" in parts else None
+    perms = None
+    if "label_swap" in parts:
+        perms = _label_cycles(dataset.n_classes, n_groups, swapped_labels, rng) if swapped_labels else \
+            _label_perms(dataset.n_classes, n_groups, rng)
     feature_perms = ([np.arange(dataset.x.shape[1])] +
                      [rng.permutation(dataset.x.shape[1]) for _ in range(n_groups - 1)]) \
         if ("rotation" in parts and dataset.kind == "tabular") else None
     return dict(parts=list(parts), kind=dataset.kind, n_groups=n_groups, perms=perms, feature_perms=feature_perms,
-                skews=_skews(dataset, skew) if "feature_skew" in parts else None, noise=noise)
+                skews=_skews(dataset, skew) if "feature_skew" in parts else None, noise=noise,
+                rotation_angle=rotation_angle)
 
 
 def apply_transforms(x, y, g: int, transforms: dict, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -168,7 +180,8 @@ def apply_transforms(x, y, g: int, transforms: dict, rng) -> tuple[np.ndarray, n
     t = transforms
     for part in t["parts"]:
         if part == "rotation":
-            x = _rotate(x, g, t["n_groups"]) if t["kind"] == "image" else x[:, t["feature_perms"][g]]
+            x = _rotate(x, g, t["n_groups"], t.get("rotation_angle", 0.0)) if t["kind"] == "image" \
+                else x[:, t["feature_perms"][g]]
         elif part == "label_swap":
             y = t["perms"][g][y]
         elif part == "feature_skew":
@@ -501,12 +514,50 @@ class _Queue:
 
 
 # -- transforms ---------------------------------------------------------------------------
-def _rotate(x: np.ndarray, g: int, n_groups: int) -> np.ndarray:
-    if n_groups <= 4:
+def _rotate(x: np.ndarray, g: int, n_groups: int, angle: float = 0.0) -> np.ndarray:
+    """Group ``g``'s images: rotated by ``g * angle`` degrees (``angle`` 0: 90° steps for up to 4
+    groups, else 360/groups), bilinear, corners filled with 0."""
+    if not angle and n_groups <= 4:
         return np.rot90(x, k=g, axes=(1, 2)).copy()
     from scipy.ndimage import rotate
 
-    return rotate(x, 360.0 * g / n_groups, axes=(1, 2), reshape=False, order=1, mode="constant")
+    degrees = g * angle if angle else 360.0 * g / n_groups
+    return rotate(x, degrees, axes=(1, 2), reshape=False, order=1, mode="constant")
+
+
+def _label_cycles(k: int, n_groups: int, moved: int, rng) -> list[np.ndarray]:
+    """Distinct label permutations, identity first, each other one a cycle over ``moved`` random
+    classes (Ghosh et al.'s label swap made gradual: the other labels stay)."""
+    perms, seen = [np.arange(k)], {tuple(range(k))}
+    for _ in range(1000 * n_groups):
+        if len(perms) == n_groups:
+            return perms
+        chosen = rng.choice(k, size=moved, replace=False)
+        p = np.arange(k)
+        p[chosen] = np.roll(chosen, 1)
+        if tuple(p) not in seen:
+            seen.add(tuple(p))
+            perms.append(p)
+    raise ValueError(f"label_swap: swapped_labels={moved} of {k} classes gives fewer than groups={n_groups} "
+                     f"distinct permutations; move more labels or plant fewer groups")
+
+
+def _check_knobs(dataset, parts, groups, rotation_angle, swapped_labels):
+    """The difficulty knobs: only with their scenario part, and in range."""
+    if rotation_angle:
+        if "rotation" not in parts or dataset.kind != "image":
+            raise ValueError(f"rotation_angle={rotation_angle:g} applies to scenario 'rotation' on an image dataset "
+                             f"(tabular rotation is a feature permutation); set it to 0 here")
+        if not 0 < rotation_angle <= 360 / max(groups - 1, 1):
+            raise ValueError(f"rotation_angle must be in (0, {360 / max(groups - 1, 1):g}] degrees for groups={groups} "
+                             f"(group g is rotated by g x angle), got {rotation_angle:g}")
+    if swapped_labels:
+        k = dataset.n_classes
+        if "label_swap" not in parts:
+            raise ValueError(f"swapped_labels={swapped_labels} applies to scenario 'label_swap'; set it to 0 here")
+        if not 2 <= swapped_labels <= k:
+            raise ValueError(f"swapped_labels must be 0 (all labels) or in 2..{k} (the classes of "
+                             f"{dataset.name!r}), got {swapped_labels}")
 
 
 def _label_perms(k: int, n_groups: int, rng) -> list[np.ndarray]:
@@ -553,14 +604,15 @@ def _feature_skew(x, kind, g, n_groups, noise, rng):
     return op(x, size=(1, 2, 2, 1)).astype(np.float32)
 
 
-def _transform_names(part, dataset, n_groups, skew):
+def _transform_names(part, dataset, n_groups, skew, rotation_angle=0.0, swapped_labels=0):
     if part == "rotation":
         if dataset.kind == "tabular":
             return ["features as-is"] + [f"features permuted ({g})" for g in range(1, n_groups)]
-        step = 90 if n_groups <= 4 else 360 / n_groups
+        step = rotation_angle or (90 if n_groups <= 4 else 360 / n_groups)
         return [f"rotated {step * g:g}°" for g in range(n_groups)]
     if part == "label_swap":
-        return ["labels as-is"] + [f"labels permuted ({g})" for g in range(1, n_groups)]
+        moved = f"{swapped_labels} labels cycled" if swapped_labels else "labels permuted"
+        return ["labels as-is"] + [f"{moved} ({g})" for g in range(1, n_groups)]
     kinds = _skews(dataset, skew)
     return [kinds[g % len(kinds)] for g in range(n_groups)]
 

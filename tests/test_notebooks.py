@@ -40,7 +40,7 @@ TINY = {
                         scenarios=["rotation+quantity_skew", "label_swap"], methods=["fedavg", "cornflqs", "oracle"]),
     "08_benchmark_of_clustering": dict(clients=8, groups=2, rounds=2, local_epochs=1,
                                        methods=["fedavg", "pacfl", "oracle"], scenarios=["shards", "label_swap"],
-                                       seeds=[0], workers=1),
+                                       seeds=[0], workers=1, settings={"participation": 0.75, "min_silhouette": 0.2}),
     "09_medical_heart_disease": dict(methods=["fedavg", "local", "metadata", "flhc"], seeds=[0, 1], rounds=2,
                                      local_epochs=1, restarts=1, sattler_warmup=1, workers=1, flamby_seeds=[0],
                                      tcga_methods=["fedavg", "local", "pacfl"]),

@@ -42,7 +42,7 @@ MODULES = {
     "training": ["accuracy_curves", "per_client_accuracy", "metric_over_rounds"],
     "clustering": ["similarity_matrix", "dendrogram", "assignment_over_rounds", "assignment_comparison",
                    "client_model_losses", "co_clustering"],
-    "benchmark": ["VALUE_LABELS", "method_scenario_heatmap", "method_site_heatmap", "method_bars"],
+    "benchmark": ["VALUE_LABELS", "method_scenario_heatmap", "method_site_heatmap", "method_bars", "difficulty_curves"],
 }
 
 

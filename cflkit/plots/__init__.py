@@ -22,13 +22,13 @@ Every name below is importable as ``cflkit.plots.<name>``; the modules hold:
   :func:`assignment_over_rounds`, :func:`assignment_comparison`, :func:`client_model_losses`,
   :func:`co_clustering`;
 - :mod:`.benchmark` — methods compared on a results table: :data:`VALUE_LABELS`, :func:`method_scenario_heatmap`,
-  :func:`method_site_heatmap`, :func:`method_bars`;
+  :func:`method_site_heatmap`, :func:`method_bars`, :func:`difficulty_curves`;
 - :mod:`._common` — private helpers about clients and their groups, shared by the figure modules.
 """
 from __future__ import annotations
 
 from . import style
-from .benchmark import VALUE_LABELS, method_bars, method_scenario_heatmap, method_site_heatmap
+from .benchmark import VALUE_LABELS, difficulty_curves, method_bars, method_scenario_heatmap, method_site_heatmap
 from .clustering import (
     assignment_comparison,
     assignment_over_rounds,
@@ -63,7 +63,8 @@ __all__ = [
     "COLUMN", "EXTRA_COLORS", "FORMATS", "MARKERS", "METHOD_COLORS", "METHOD_STYLES", "OKABE_ITO", "RC", "TEXT",
     "VALUE_LABELS", "accuracy_curves", "assignment_comparison", "assignment_over_rounds", "client_model_losses",
     "client_samples", "client_sizes", "co_clustering", "dendrogram", "group_color", "label_histograms",
-    "method_bars", "method_color", "method_colors", "method_scenario_heatmap", "method_site_heatmap",
+    "difficulty_curves", "method_bars", "method_color", "method_colors", "method_scenario_heatmap",
+    "method_site_heatmap",
     "metric_over_rounds", "per_client_accuracy", "save", "similarity_matrix", "site_distributions",
     "subplots", "subspace_bases",
 ]

@@ -130,3 +130,46 @@ def method_bars(table, value: str, methods=None, scale: float = 1.0, ylabel: str
         if title:
             ax.set_title(title)
     return _done(fig, path)
+
+
+def difficulty_curves(curves, knob: str, value: str = "ari", methods=None, harder: str = "up", panel: str | None = None,
+                      ylabel: str | None = None, title: str | None = None, width: float = TEXT, path=None):
+    """``value`` of every method against a difficulty knob, easiest setting on the left.
+
+    ``curves`` has one row per method and knob value (and ``panel`` value: one axes each,
+    e.g. the scenario), with columns ``mean`` and, optional, ``low`` / ``high`` (a band:
+    bootstrap interval); ``harder`` says in which direction of the knob separation gets
+    harder ("up": larger values, e.g. Dirichlet alpha; "down": smaller, e.g. the angle).
+    """
+    for column in ("method", knob, "mean", *([panel] if panel else [])):
+        if column not in curves.columns:
+            raise ValueError(f"the table has no column {column!r}; it has: {', '.join(map(str, curves.columns))}")
+    if harder not in ("up", "down"):
+        raise ValueError(f"harder must be 'up' or 'down', got {harder!r}")
+    methods = list(methods) if methods is not None else list(dict.fromkeys(curves["method"]))
+    panels = list(dict.fromkeys(curves[panel])) if panel else [None]
+    colors = method_colors(methods)
+    with _style():
+        fig, axes = _figure(width, 2.2, ncols=len(panels), squeeze=False, sharey=True)
+        for ax, p in zip(axes[0], panels):
+            part = curves if p is None else curves[curves[panel] == p]
+            levels = sorted(part[knob].unique(), reverse=harder == "down")
+            where = {v: i for i, v in enumerate(levels)}
+            for m in methods:
+                rows = part[part["method"] == m].copy()
+                if rows.empty:
+                    continue
+                rows = rows.assign(_x=rows[knob].map(where)).sort_values("_x")
+                ax.plot(rows["_x"], rows["mean"], marker="o", ms=3, lw=1.2, color=colors[m], label=m)
+                if {"low", "high"} <= set(rows.columns):
+                    ax.fill_between(rows["_x"], rows["low"], rows["high"], color=colors[m], alpha=0.12, lw=0)
+            ax.set_xticks(range(len(levels)))
+            ax.set_xticklabels([f"{v:g}" for v in levels])
+            ax.set_xlabel(f"{knob} (harder →)")
+            if p is not None:
+                ax.set_title(str(p))
+        axes[0][0].set_ylabel(ylabel or VALUE_LABELS.get(value, value))
+        axes[0][-1].legend(fontsize=6, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        if title:
+            fig.suptitle(title)
+    return _done(fig, path)

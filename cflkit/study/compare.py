@@ -68,6 +68,8 @@ SUMMARY_COLUMNS = ("accuracy_mean", "accuracy_weighted", "accuracy_worst10", "lo
                    "c_index_mean", "c_index_weighted", "c_index_worst10",  # survival (NaN else)
                    "accuracy_group_worst", "accuracy_group_gap", "rmse_group_worst", "rmse_group_gap",  # fairness:
                    "c_index_group_worst", "c_index_group_gap",  # the worst planted group, best minus worst
+                   "ari_unseen", "accuracy_unseen_mean", "unseen_matched", "late_matched",  # unseen / late clients
+                   "ari_before_drift", "ari_after_drift", "rounds_to_recover",  # drift (NaN without)
                    "ari", "ami", "homogeneity", "completeness", "v_measure", "n_clusters", "stable_round", "rounds",
                    "bytes_total", "wall_seconds")
 INTEGER_COLUMNS = ("n_clusters", "stable_round", "rounds", "bytes_total")

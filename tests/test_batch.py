@@ -231,3 +231,25 @@ def test_batch_cli_is_registered_without_heavy_imports():
             "print(sorted(m for m in ('tensorflow', 'papermill', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_an_entry_whose_dataset_files_are_missing_is_skipped_with_a_note(tmp_path, capsys, caplog, monkeypatch):
+    import cflkit.data as data
+
+    real = data.source_status
+    monkeypatch.setattr(data, "source_status", lambda key: ("missing", 0) if key == "mnist" else real(key))
+    nb = tiny_notebook(tmp_path / "nb.ipynb")
+    exp = write_experiment(tmp_path, [{"name": "here", "notebook": str(nb), "requires": ["digits"]},
+                                      {"name": "gone", "notebook": str(nb), "requires": ["mnist"]}])
+    assert cli(exp, "--dry-run", "--runs", tmp_path / "runs") == 0
+    captured = capsys.readouterr()
+    assert "1 runs: 0 done, 0 failed, 1 to do" in captured.out and "gone" not in captured.out
+    assert "entry 'gone' skipped: dataset mnist not found in CFLKIT_OFFLINE_DIRS or the cache" in caplog.text
+    assert batch.missing_data(["digits", "breast_cancer", "mnist"]) == ["mnist"]
+
+
+def test_requires_names_known_datasets():
+    with pytest.raises(ValueError, match="requires: unknown dataset 'mnits'; choose one of: digits"):
+        parse_experiment({"runs": [{"name": "a", "notebook": "a.ipynb", "requires": ["mnits"]}]})
+    with pytest.raises(ValueError, match="requires must be a list of dataset names"):
+        parse_experiment({"runs": [{"name": "a", "notebook": "a.ipynb", "requires": "mnist"}]})

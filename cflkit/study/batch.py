@@ -15,6 +15,8 @@ An experiment file (``experiments/*.yaml``) names notebooks and parameter grids:
           - {when: {dataset: fashion_mnist}, set: {rounds: 20}}
         figures: [ari_heatmap]      # <name>.pdf the run must write into its out_dir
         tables: [results.csv]       # files the run must write into its out_dir
+        requires: [fashion_mnist]   # datasets whose files must be found (offline dirs, cache), else
+                                    # the entry is skipped with a note (not failed, not run)
 
 Each grid point is one *run*, keyed by the notebook's bytes and its parameters (canonical
 JSON): a run whose directory ``runs/batch/<name>/<entry>-<key>/`` exists is done and never
@@ -68,7 +70,7 @@ from ..core.results import write_text_atomic
 
 log = logging.getLogger("cflkit.study.batch")
 
-ENTRY_KEYS = ("name", "notebook", "parameters", "grid", "overrides", "figures", "tables", "timeout")
+ENTRY_KEYS = ("name", "notebook", "parameters", "grid", "overrides", "figures", "tables", "timeout", "requires")
 FILE_KEYS = ("name", "timeout", "parameters", "paper", "runs")
 SET_BY_BATCH = ("out_dir",)  # parameters batch sets itself, not part of a run's key
 DEFAULT_TIMEOUT = 1800
@@ -99,6 +101,7 @@ class Entry:
     timeout: int = DEFAULT_TIMEOUT
     where: str = ""  # its place in the experiment file, e.g. "runs[1]" (for error messages)
     inherited: tuple = ()  # names in `parameters` that came from the file-level defaults
+    requires: tuple = ()  # datasets whose files must be present; else the entry is skipped with a note
 
 
 @dataclass(frozen=True)
@@ -226,8 +229,49 @@ def parse_experiment(data: dict, path: Path = Path("experiment.yaml")) -> Experi
             overrides=tuple(overrides), figures=_file_names(f"{what}.figures", raw.get("figures")),
             tables=_file_names(f"{what}.tables", raw.get("tables"), relative_paths=True),
             timeout=check_timeout(f"{what}.timeout", raw.get("timeout", timeout)), where=f"runs[{i}]",
-            inherited=tuple(k for k in defaults if k not in own)))
+            inherited=tuple(k for k in defaults if k not in own), requires=_requires(what, raw.get("requires"))))
     return Experiment(name=name, path=path, entries=tuple(entries), paper=paper)
+
+
+def _requires(what: str, value) -> tuple:
+    """The ``requires`` list of an entry: dataset names, each known."""
+    from ..core.datasets import DATASETS
+
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{what}.requires must be a list of dataset names, got {value!r}")
+    for name in value:
+        if name not in DATASETS:
+            raise ValueError(f"{what}.requires: unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    return tuple(value)
+
+
+def missing_data(datasets) -> list[str]:
+    """The datasets of ``datasets`` whose files are found neither in the offline directories
+    (``CFLKIT_OFFLINE_DIRS``) nor in the cache; built-in ones (digits, breast_cancer) never are."""
+    from ..data import find_source, source_status
+
+    missing = []
+    for name in datasets:
+        try:
+            key, _ = find_source(name)
+        except ValueError:  # no download: shipped with scikit-learn
+            continue
+        if source_status(key)[0] == "missing":
+            missing.append(name)
+    return missing
+
+
+def skipped_entries(experiment: Experiment) -> dict[str, str]:
+    """``{entry: note}`` for the entries whose required datasets are missing here."""
+    notes = {}
+    for entry in experiment.entries:
+        gone = missing_data(entry.requires)
+        if gone:
+            notes[entry.name] = (f"entry {entry.name!r} skipped: dataset {', '.join(gone)} not found in "
+                                 f"CFLKIT_OFFLINE_DIRS or the cache (`cflkit data fetch {gone[0]}` downloads it)")
+    return notes
 
 
 def load_experiment(path) -> Experiment:
@@ -388,7 +432,13 @@ def plan(experiment: Experiment) -> list[Run]:
     grid points are the same run."""
     runs, keys, used = [], {}, set()
     defaults = {k for e in experiment.entries for k in e.inherited}
+    skipped = skipped_entries(experiment)
+    for note in skipped.values():
+        log.warning("%s", note)
     for entry in experiment.entries:
+        if entry.name in skipped:
+            used |= set(entry.inherited)
+            continue
         entry = entry if entry.where else replace(entry, where=f"entry {entry.name}")
         where = f"{experiment.path}: {entry.where}"
         if not entry.notebook.is_file():

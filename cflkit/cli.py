@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .core.config import FIELDS, Config, help_text, parameter_names
+from .study import executors
 
 USAGE_ERROR = 2
 FAILURE = 1
@@ -131,7 +132,9 @@ def _add_compare_command(sub) -> None:
     c.add_argument("--out", default="runs/compare",
                    help="directory for cells/, results.csv, ari_per_round.csv, table.md (default: runs/compare)")
     c.add_argument("--workers", type=count(1), default=None,
-                   help="worker processes (default: cores, at most one per cell; 1: run in this process)")
+                   help="worker processes (default: cores, at most one per cell; 1: run in this process); "
+                        "with --executor ray: at most this many cells at once (default: as many as the cluster's CPUs)")
+    executors.add_arguments(c)
     _add_progress(c)
 
 
@@ -387,7 +390,10 @@ def cmd_compare(args) -> int:
 
         tuned = read_tuned(args.tuned)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    results = compare(grid, args.out, workers=args.workers, progress=progress, base=base, tuned=tuned)
+    if args.executor == "local" and args.address is not None:
+        raise ValueError(f"--address {args.address} is only for --executor ray")
+    results = compare(grid, args.out, workers=args.workers, progress=progress, base=base, tuned=tuned,
+                      executor=args.executor, address=args.address, retries=args.retries)
     print(text_table(summarize_grid(results)))
     failed = results[results["error"] != ""]  # listed on stderr by compare's warning
     out = Path(args.out)

@@ -67,6 +67,7 @@ from pathlib import Path
 
 from ..core.processes import die_with_parent, pid_alive
 from ..core.results import write_text_atomic
+from .executors import RETRIES, check_executor
 
 log = logging.getLogger("cflkit.study.batch")
 
@@ -817,11 +818,15 @@ def _end_leftovers(exp_dir: Path) -> None:
 
 
 def run_batch(experiment: Experiment, workers: int = 1, only: str | None = None, progress: bool = False,
-              root="runs/batch") -> tuple[list[Run], list[dict]]:
+              root="runs/batch", executor: str = "local", address: str | None = None,
+              retries: int = RETRIES) -> tuple[list[Run], list[dict]]:
     """Execute every selected run that is not done; returns (selected runs, statuses of the
-    runs executed now). Writes ``index.csv`` at the start and after every finished run."""
+    runs executed now). Writes ``index.csv`` at the start and after every finished run.
+    ``executor="ray"``: the runs are Ray tasks on the cluster at ``address``, at most ``workers``
+    at once (:mod:`cflkit.study.executors`); their directories land here as local ones do."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    check_executor(executor, address, retries)
     runs = plan(experiment)
     chosen = select(runs, only)
     exp_dir = batch_dir(experiment, root)
@@ -853,7 +858,9 @@ def run_batch(experiment: Experiment, workers: int = 1, only: str | None = None,
 
             bar = tqdm(total=len(specs), desc=experiment.name, unit="run", disable=not progress)
             try:
-                for status in _execute_all(specs, workers, home):
+                done = (_execute_ray(specs, workers, address, retries) if executor == "ray"
+                        else _execute_all(specs, workers, home))
+                for status in done:
                     statuses.append(status)
                     write_index(runs, exp_dir)
                     bar.set_postfix_str(f"{status['label']}: {status['status']}")
@@ -880,6 +887,29 @@ def _execute_all(specs: list[dict], workers: int, exp_dir: Path):
             except Exception as e:  # the worker process itself died
                 yield {"status": "failed", "label": spec["label"], "error": f"worker died: {e}",
                        "path": spec["tmp"]}
+
+
+def _execute_ray(specs: list[dict], limit: int, address, retries: int):
+    """Yield each run's status as it finishes, from Ray tasks (:func:`cflkit.study.executors.ray_run`):
+    each returns its run's files, which are moved into place here as a local run's are. A run
+    whose worker died ``retries + 1`` times is recorded as failed, with Ray's error."""
+    from .executors import error_line, ray_run, ray_tasks, write_tree
+
+    for index, value in ray_tasks(ray_run, [(spec,) for spec in specs], address, retries, limit):
+        spec = specs[index]
+        tmp, final, failed = _run_places(spec)
+        _make_tmp(tmp)
+        if isinstance(value, BaseException):
+            now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            status = {"status": "failed", "entry": spec["entry"], "label": spec["label"], "key": spec["key"],
+                      "notebook": spec["notebook"], "seed": _seed(spec["parameters"]), "versions": spec["versions"],
+                      "started": now, "error": error_line(value), "wall_seconds": None,
+                      "finished": now}
+        else:
+            status, files = value
+            write_tree(tmp, files)
+        status["path"] = str(_move_into_place(tmp, status, final, failed))
+        yield status
 
 
 # ---------------------------------------------------------------- command line

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 import time
 
+from . import executors
 from .batch import (
     Experiment,
     batch_dir,
@@ -26,7 +27,9 @@ HELP = "run notebooks over parameter grids with papermill (experiments/*.yaml), 
 def add_arguments(p) -> None:
     p.add_argument("experiment", metavar="FILE", help="experiment file, e.g. experiments/paper.yaml")
     p.add_argument("--workers", type=int, default=1, help="runs executed at once, each in its own process "
-                                                          "and kernel (default: 1)")
+                                                          "and kernel (default: 1; with --executor ray: at most "
+                                                          "this many runs at once on the cluster)")
+    executors.add_arguments(p)
     p.add_argument("--only", default=None, metavar="PATTERN",
                    help="only runs whose entry name or label matches this shell pattern, e.g. 'bench*'")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their status (and rewrite "
@@ -80,6 +83,8 @@ def main(args) -> int:
 
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    if args.executor == "local" and args.address is not None:
+        raise ValueError(f"--address {args.address} is only for --executor ray")
     experiment = check_paper(load_experiment(args.experiment))
     if args.dry_run:
         return dry_run(experiment, args.only, args.runs)
@@ -88,7 +93,8 @@ def main(args) -> int:
         progress = sys.stderr.isatty() if args.progress is None else args.progress
         start = time.perf_counter()
         try:
-            chosen, statuses = run_batch(experiment, args.workers, args.only, progress, args.runs)
+            chosen, statuses = run_batch(experiment, args.workers, args.only, progress, args.runs,
+                                         executor=args.executor, address=args.address, retries=args.retries)
         except RuntimeError as e:
             print(f"cflkit: error: {e}", file=sys.stderr)
             return 1

@@ -56,6 +56,7 @@ import pandas as pd
 
 from ..core.config import FIELDS, Config, coerce, parameter_names
 from ..core.results import RUN_FILES, atomic_file, write_text_atomic
+from .executors import RETRIES, check_executor
 
 log = logging.getLogger("cflkit")
 
@@ -273,7 +274,7 @@ def _label(value):
 # -- running ----------------------------------------------------------------------------------
 def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | None = None,
             base: Config = Config(), settings: dict | None = None, tuned: dict | None = None,
-            executor: str = "local", address: str | None = None) -> pd.DataFrame:
+            executor: str = "local", address: str | None = None, retries: int = RETRIES) -> pd.DataFrame:
     """Run every cell of ``grid`` (see :func:`expand_grid`) into ``out_dir`` and return the
     results table, one row per cell (columns: ``cell``, the config labels, the
     :data:`SUMMARY_COLUMNS`, ``error``); ``settings``: see :func:`expand_grid`.
@@ -283,9 +284,14 @@ def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | No
     many cells; with one worker the cells run in this process. A cell that raises is
     recorded in ``error`` and the others go on. ``progress`` shows a bar over cells
     (default: when stderr is a terminal).
+
+    ``executor="ray"`` hands the cells to the Ray cluster at ``address`` instead
+    (:mod:`cflkit.study.executors`; ``workers`` then caps the cells running at once, ``retries``
+    is how often a cell whose Ray worker died is run again): same cells, resume and tables.
     """
     from ..core.outputs import MANIFEST, TARGETS, WriteError, check_output, make_dirs, mark, remove_made
 
+    check_executor(executor, address, retries)
     cells = expand_grid(grid, base, settings, tuned)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
@@ -299,7 +305,8 @@ def compare(grid: dict, out_dir, workers: int | None = None, progress: bool | No
         runnable = [c for c in cells if not c.refused]
         pending = _resume(runnable, cells_dir)
         log.info("compare: %d cells, %d to run", len(cells), len(pending))
-        ran = _run_cells(pending, cells_dir, workers, progress, done=len(cells) - len(pending))
+        ran = _run_cells(pending, cells_dir, workers, progress, done=len(cells) - len(pending),
+                         ray=(address, retries) if executor == "ray" else None)
         errors = {c.id: c.refused or ran[c.id] for c in cells if c.refused or c.id in ran}  # grid order
         _write_tables(grid, base, cells, out_dir, errors, settings, tuned)
     except (WriteError, OSError):  # nothing half-made stays: the directories this call created go if empty
@@ -366,8 +373,9 @@ def _run_config(path: Path) -> Config | None:
         return None
 
 
-def _run_cells(cells: list[Cell], cells_dir: Path, workers, progress: bool, done: int) -> dict:
-    """Run ``cells``; return {cell id: one-line error} of those that failed."""
+def _run_cells(cells: list[Cell], cells_dir: Path, workers, progress: bool, done: int, ray=None) -> dict:
+    """Run ``cells`` (on the Ray cluster when ``ray`` is ``(address, retries)``); return
+    {cell id: one-line error} of those that failed."""
     errors = {}
     if not cells:
         return errors
@@ -378,7 +386,9 @@ def _run_cells(cells: list[Cell], cells_dir: Path, workers, progress: bool, done
 
         bar = tqdm(total=done + len(cells), initial=done, desc="compare", unit="cell")
     try:
-        if n <= 1:
+        if ray is not None:
+            errors = _run_ray(cells, cells_dir, *ray, workers, bar)
+        elif n <= 1:
             for cell in cells:
                 error = run_cell(cell.config, cells_dir / cell.id)
                 if error:
@@ -418,6 +428,27 @@ def _run_pool(cells, cells_dir, n: int, bar) -> dict:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+    return errors
+
+
+def _run_ray(cells, cells_dir, address, retries, limit, bar) -> dict:
+    """The cells as Ray tasks; each one's files are written here, atomically, as it ends."""
+    from ..core.results import atomic_directory
+    from .executors import error_line, ray_cell, ray_tasks, write_tree
+
+    errors = {}
+    for index, value in ray_tasks(ray_cell, [(cell.config, 1) for cell in cells], address, retries, limit):
+        cell = cells[index]
+        if isinstance(value, BaseException):  # its worker died retries + 1 times
+            errors[cell.id] = error_line(value)
+        elif value[0]:
+            errors[cell.id] = value[0]
+        else:
+            files = value[1]
+            with atomic_directory(cells_dir / cell.id, "run", sizes=[len(b) for b in files.values()]) as tmp:
+                write_tree(tmp, files)
+        if bar is not None:
+            bar.update(1)
     return errors
 
 

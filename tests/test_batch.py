@@ -253,3 +253,29 @@ def test_requires_names_known_datasets():
         parse_experiment({"runs": [{"name": "a", "notebook": "a.ipynb", "requires": ["mnits"]}]})
     with pytest.raises(ValueError, match="requires must be a list of dataset names"):
         parse_experiment({"runs": [{"name": "a", "notebook": "a.ipynb", "requires": "mnist"}]})
+
+
+@pytest.mark.notebook
+def test_kernels_get_their_share_of_the_cores_unless_the_user_sized_them(tmp_path, monkeypatch):
+    """Kernels side by side each with TensorFlow's default pools (every core) oversubscribe the
+    CPU (1.9x slower at 2 on 2 cores: bench/cell_throughput.py): each gets cores // workers."""
+    from cflkit.study.compare import available_cores
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('x: int = 1\nout_dir: str = "out"', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(
+                    'import os, pathlib\npathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)\n'
+                    '(pathlib.Path(out_dir) / "env.txt").write_text(os.environ.get("TF_NUM_INTRAOP_THREADS", "") + ","'
+                    ' + os.environ.get("TF_NUM_INTEROP_THREADS", ""))')]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "env.ipynb")
+    for name in batch.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    exp = batch.load_experiment(write_experiment(tmp_path, [
+        {"name": "env", "notebook": str(tmp_path / "env.ipynb"), "grid": {"x": [1, 2]}, "tables": ["env.txt"]}]))
+    share = str(max(1, available_cores() // 2))
+    _, statuses = batch.run_batch(exp, workers=2, root=tmp_path / "shared")
+    assert {(Path(s["path"]) / "out" / "env.txt").read_text() for s in statuses} == {f"{share},{share}"}
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
+    _, statuses = batch.run_batch(exp, workers=2, root=tmp_path / "user")
+    assert {(Path(s["path"]) / "out" / "env.txt").read_text() for s in statuses} == {f"3,{share}"}

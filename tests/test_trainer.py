@@ -195,3 +195,31 @@ def test_a_small_client_trains_with_an_optimizer_exactly_as_alone(optimizer):
     alone = trainer.train([w[small:small + 1] for w in weights], [fed.train_index[small]], rng)
     for t, a in zip(together, alone):
         np.testing.assert_allclose(t[small:small + 1], a, atol=2e-6)
+
+
+def test_trainers_of_one_architecture_share_their_traces_and_train_exactly_as_alone(monkeypatch):
+    """A worker of ``compare`` traces once per architecture, not once per cell: a second
+    trainer of the same architecture (a new model, other layer names, other data) reuses the
+    first one's compiled functions, and trains exactly as a trainer with functions of its own."""
+    from cflkit.core import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "_COMPILED", {})
+    fed_a, model_a, _ = _setup("rotation", 8)
+    fed_b, model_b, weights_b = _setup("label_swap", 6)  # another model (new layer names), other rows
+    assert model_a.layers[1].name != model_b.layers[1].name
+    a = Trainer(model_a, fed_a.x, fed_a.y, batch_size=10, local_epochs=1)
+    a.train(stack(initial_weights(lambda: model_a), 8), fed_a.train_index, np.random.default_rng(0))
+    b = Trainer(model_b, fed_b.x, fed_b.y, batch_size=10, local_epochs=1)
+    assert b._train_fn is a._train_fn and b._predict_fn is a._predict_fn
+    shared = b.train(weights_b, fed_b.train_index, np.random.default_rng(1))
+
+    monkeypatch.setattr(trainer_module, "_COMPILED", {})  # the same trainer with functions of its own
+    alone = Trainer(model_b, fed_b.x, fed_b.y, batch_size=10, local_epochs=1)
+    assert alone._train_fn is not a._train_fn
+    own = alone.train(weights_b, fed_b.train_index, np.random.default_rng(1))
+    assert all(np.array_equal(s, o) for s, o in zip(shared, own))
+
+    other = Trainer(build_model("mlp", fed_b.input_shape, fed_b.n_outputs, (32, 8)), fed_b.x, fed_b.y)
+    assert other._train_fn is not alone._train_fn, "another architecture gets functions of its own"
+    adam = Trainer(model_b, fed_b.x, fed_b.y, optimizer="adam")
+    assert adam._train_fn is not alone._train_fn, "so do other training settings"

@@ -52,6 +52,7 @@ class Config:
     model: str = "mlp"  # logreg, mlp, cnn, or your own as package.module:function (a callable from Python)
     hidden: tuple = (64, 64)  # hidden layer sizes
     rounds: int = 20  # communication rounds
+    evaluate_every: int = 1  # test metrics after every this many rounds and the last (clusters: every round)
     local_epochs: int = 5  # local epochs per round (E = 5 as in McMahan et al. 2017)
     local_steps: int = 0  # local minibatch steps per round instead of epochs (FLamby's protocol; 0: use local_epochs)
     batch_size: int = 10  # local minibatch size (B = 10 as in McMahan et al. 2017)
@@ -275,7 +276,7 @@ FIELDS = {f.name: f for f in fields(Config) if f.name != "params"}
 # the smallest value of every integer field (and what a special value means)
 INT_MINIMUM = {"clients": 1, "groups": 1, "samples_per_client": 0, "classes_per_client": 1, "removed_classes": 0,
                "rounds": 0, "local_epochs": 1, "local_steps": 0, "batch_size": 1, "min_participants": 1,
-               "holdout_clients": 0, "shards": 1, "swapped_labels": 0,
+               "holdout_clients": 0, "shards": 1, "swapped_labels": 0, "evaluate_every": 1,
                "drift_round": 0, "arrival_round": 0, "seed": 0}
 INT_MEANING = {"samples_per_client": " (0: split the dataset)", "local_steps": " (0: use local_epochs)",
                "removed_classes": " (0: classes // groups)",

@@ -137,7 +137,7 @@ def record(rows: list, r: int, state, ctx, up, down, seconds: float, hooks: Hook
     from .trainer import metric_names
 
     fed = ctx.federation
-    evaluated = hooks.evaluates(r)
+    evaluated = hooks.evaluates(r) and evaluation_round(r, ctx.config)
     if evaluated:
         m = ctx.trainer.metrics(state.client_models(), fed.test_index)
     else:
@@ -165,6 +165,12 @@ def record(rows: list, r: int, state, ctx, up, down, seconds: float, hooks: Hook
     if not evaluated:
         return None, None
     return m["loss"], m[SHOWN[fed.task][0]]
+
+
+def evaluation_round(r: int, config) -> bool:
+    """Whether round ``r`` measures the clients' test metrics: every ``evaluate_every`` rounds,
+    round 0 and the last always (the summary is the last round's)."""
+    return r % config.evaluate_every == 0 or r >= config.rounds
 
 
 def absent(ctx) -> np.ndarray:

@@ -160,8 +160,9 @@ class Trainer:
         self._x = tf_.constant(self.x, dtype=tf_.float32)
         y_dtype = tf_.int32 if self.loss == "classification" else tf_.float32
         self._y = tf_.constant(self.y, dtype=y_dtype)
-        self._train_fn = self._build_train()
-        self._predict_fn = self._build_predict()
+        self._compiled = compiled_functions(self)
+        self._train_fn = self._compiled.setdefault("train", self._build_train)
+        self._predict_fn = self._compiled.setdefault("predict", self._build_predict)
 
     @classmethod
     def for_config(cls, model, federation, config) -> "Trainer":
@@ -175,16 +176,7 @@ class Trainer:
     # -- compiled functions -------------------------------------------------------------
     def _forward(self, weights, xb):
         """Outputs of every client's model on its own batch: (clients, batch, outputs)."""
-        tf_ = self._tf
-        model = self.model
-
-        def one(args):
-            w, xc = args
-            return model.stateless_call(list(w), [], xc, training=True)[0]
-
-        if self._map == "map_fn":
-            return tf_.map_fn(one, (tuple(weights), xb), fn_output_signature=tf_.float32)
-        return tf_.vectorized_map(one, (tuple(weights), xb))
+        return client_forward(self.model, self._map)(weights, xb)
 
     def _batch_loss(self):
         """``f(y, out, mask) -> (clients,)``: each client's loss on its batch, masked rows out:
@@ -205,7 +197,9 @@ class Trainer:
         momentum, beta1, beta2 = float(self.momentum), float(self.beta1), float(self.beta2)
         epsilon = float(self.epsilon)
 
-        def train(weights, anchor, index, mask, lr, mu, prox):
+        forward = client_forward(self.model, self._map)  # not self: a shared trace keeps no trainer alive
+
+        def train(x, y, weights, anchor, index, mask, lr, mu, prox):
             weights = list(weights)
             steps = tf_.shape(index)[1]
             # the optimizer state, zero at the start of every round (unused by plain SGD)
@@ -213,14 +207,14 @@ class Trainer:
             fast = [tf_.zeros_like(w) for w in weights] if optimizer == "adam" else []
             taken = tf_.zeros(tf_.shape(index)[:1], tf_.float32)  # Adam: active steps per client
             for t in tf_.range(steps):
-                xb = tf_.gather(self._x, index[:, t])
-                yb = tf_.gather(self._y, index[:, t])
+                xb = tf_.gather(x, index[:, t])
+                yb = tf_.gather(y, index[:, t])
                 mb = mask[:, t]
                 count = tf_.reduce_sum(mb, axis=1)
                 active = count > 0  # the clients that take this step
                 with tf_.GradientTape() as tape:
                     tape.watch(weights)
-                    total = tf_.reduce_sum(batch_loss(yb, self._forward(weights, xb), mb))
+                    total = tf_.reduce_sum(batch_loss(yb, forward(weights, xb), mb))
                 grads = tape.gradient(total, weights)
                 if prox:  # FedProx: the gradient of mu/2 ||w - anchor||^2, for active clients only
                     grads = [g + mu * _per_client(tf_.cast(active, tf_.float32), w) * (w - a)
@@ -248,19 +242,21 @@ class Trainer:
         tf_ = tf()
         batch_loss = self._batch_loss()
 
-        def gradients(weights, index, mask):
+        forward = client_forward(self.model, self._map)
+
+        def gradients(x, y, weights, index, mask):
             weights = list(weights)
             with tf_.GradientTape() as tape:
                 tape.watch(weights)
-                out = self._forward(weights, tf_.gather(self._x, index))
-                total = tf_.reduce_sum(batch_loss(tf_.gather(self._y, index), out, mask))  # each client's whole set
+                out = forward(weights, tf_.gather(x, index))
+                total = tf_.reduce_sum(batch_loss(tf_.gather(y, index), out, mask))  # each client's whole set
             return tape.gradient(total, weights)
 
         return tf_.function(gradients, reduce_retracing=True)
 
     def _build_predict(self):
         tf_ = tf()
-        return tf_.function(self._forward, reduce_retracing=True)
+        return tf_.function(client_forward(self.model, self._map), reduce_retracing=True)
 
     # -- public API -----------------------------------------------------------------------
     def train(self, weights: Weights, index_sets: Sequence[np.ndarray], rng: np.random.Generator,
@@ -283,8 +279,8 @@ class Trainer:
             w = [tf_.constant(a[lo:hi], dtype=tf_.float32) for a in weights]
             a = w if anchor is None else [tf_.constant(v[lo:hi], dtype=tf_.float32) for v in anchor]
             # `prox` is a Python flag: without FedProx the proximal term is not even traced.
-            return [o.numpy() for o in self._train_fn(w, a, tf_.constant(index[lo:hi]), tf_.constant(mask[lo:hi]),
-                                                      lr, mu_, mu > 0)]
+            return [o.numpy() for o in self._train_fn(self._x, self._y, w, a, tf_.constant(index[lo:hi]),
+                                                      tf_.constant(mask[lo:hi]), lr, mu_, mu > 0)]
 
         shards = min(int(self.shards), n)
         if shards <= 1:
@@ -302,16 +298,15 @@ class Trainer:
         """Full-batch gradient of each client's mean loss at its weights, stacked."""
         tf_ = tf()
         _check_stacked(weights, len(index_sets))
-        if not hasattr(self, "_gradients_fn"):
-            self._gradients_fn = self._build_gradients()
+        gradients_fn = self._compiled.setdefault("gradients", self._build_gradients)
         longest = max(len(s) for s in index_sets)
         index = np.zeros((len(index_sets), longest), dtype=np.int32)
         mask = np.zeros((len(index_sets), longest), dtype=np.float32)
         for i, s in enumerate(index_sets):
             index[i, :len(s)] = s
             mask[i, :len(s)] = 1.0
-        out = self._gradients_fn([tf_.constant(a, tf_.float32) for a in weights], tf_.constant(index),
-                                 tf_.constant(mask))
+        out = gradients_fn(self._x, self._y, [tf_.constant(a, tf_.float32) for a in weights], tf_.constant(index),
+                           tf_.constant(mask))
         # for one client TensorFlow may hand back a sparse IndexedSlices (the gather): make it dense
         return [tf_.convert_to_tensor(g).numpy() for g in out]
 
@@ -366,6 +361,77 @@ class Trainer:
                     for k, v in binary_metrics(pred, self.y[rows]).items():
                         out[k][c] = v
         return out
+
+
+def client_forward(model, client_map: str):
+    """``f(weights, xb)``: every client's outputs on its own batch, (clients, batch, outputs),
+    ``model`` run with each client's stacked weights (``client_map``: map_fn or vmap)."""
+    tf_ = tf()
+
+    def one(args):
+        w, xc = args
+        return model.stateless_call(list(w), [], xc, training=True)[0]
+
+    def forward(weights, xb):
+        if client_map == "map_fn":
+            return tf_.map_fn(one, (tuple(weights), xb), fn_output_signature=tf_.float32)
+        return tf_.vectorized_map(one, (tuple(weights), xb))
+
+    return forward
+
+
+class _Compiled(dict):
+    """A trainer's compiled functions by name, built on first use (``setdefault(name, build)``)."""
+
+    def setdefault(self, name, build):
+        if name not in self:
+            self[name] = build()
+        return self[name]
+
+
+_COMPILED: dict = {}  # compiled functions shared by trainers with the same architecture and settings
+COMPILED_MAX = 32  # architectures x settings kept per process (oldest dropped first)
+
+
+def compiled_functions(trainer: "Trainer") -> _Compiled:
+    """The compiled functions of ``trainer``, shared with every earlier trainer of this process
+    with the same model architecture (layers, their settings and wiring; not their names or
+    weights), loss, client optimizer, XLA setting and client map. A function takes the weights
+    and the data as arguments, so a trace made for one run serves the next run of a grid with
+    the same shapes (TensorFlow traces again only for new shapes): a worker of ``compare``
+    traces once per architecture, not once per cell."""
+    key = _architecture(trainer.model)
+    if key is None:  # a model whose config cannot be read: its own functions
+        return _Compiled()
+    key = (key, trainer.loss, trainer.optimizer, float(trainer.momentum), float(trainer.beta1),
+           float(trainer.beta2), float(trainer.epsilon), bool(trainer.jit_compile), trainer._map)
+    if key not in _COMPILED:
+        while len(_COMPILED) >= COMPILED_MAX:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = _Compiled()
+    return _COMPILED[key]
+
+
+def _architecture(model) -> str | None:
+    """The model's config as text with its layer and model names replaced by their order of
+    appearance (Keras numbers names per session: ``dense_7``), or None if it cannot be read."""
+    import json
+    import re
+
+    try:
+        text = json.dumps({"class": f"{type(model).__module__}.{type(model).__qualname__}",
+                           "config": model.get_config(),
+                           "layers": [f"{type(layer).__module__}.{type(layer).__qualname__}" for layer in model.layers],
+                           "weights": [list(w.shape) for w in model.trainable_variables]},
+                          sort_keys=True, default=repr)
+    except Exception:  # noqa: BLE001 - a custom model without a config: no sharing
+        return None
+    if " at 0x" in text:  # an object's repr: not a stable description
+        return None
+    names = dict.fromkeys(re.findall(r'"name": "([^"]*)"', text))
+    for i, name in enumerate(names):
+        text = text.replace(f'"{name}"', f'"#{i}"')
+    return text
 
 
 METRICS = {"classification": ("loss", "accuracy"), "regression": ("loss", "rmse", "mae", "r2"),

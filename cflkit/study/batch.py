@@ -775,14 +775,36 @@ class _Lock:
 _worker_lock = None  # in a worker process: its shared lock on .lock-workers, held until it exits
 
 
-def _init_worker(batch_pid: int, exp_dir: str) -> None:
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def kernel_threads(workers: int) -> int:
+    """TensorFlow threads per kernel when ``workers`` kernels run side by side: the cores shared
+    out. TensorFlow's default (every core, in every kernel) oversubscribes the CPU; two kernels
+    on 2 cores run 1.9x slower so (``bench/cell_throughput.py``)."""
+    from .compare import available_cores
+
+    return max(1, available_cores() // max(1, workers))
+
+
+def size_kernel_threads(threads: int) -> None:
+    """Size the thread pools of the TensorFlow this process's kernels start (they inherit the
+    environment); a size the user set in the environment is kept."""
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, str(threads))
+
+
+def _init_worker(batch_pid: int, exp_dir: str, threads: int = 0) -> None:
     """Initializer of every worker process: die with the batch, hold the workers' lock shared for
-    life, and mark the environment (inherited by the kernels it starts) with the experiment."""
+    life, and mark the environment (inherited by the kernels it starts) with the experiment and
+    the kernels' TensorFlow threads (``threads``; 0: TensorFlow's default)."""
     import fcntl
 
     global _worker_lock
     die_with_parent(batch_pid)
     os.environ[ENV_MARK] = exp_dir
+    if threads:
+        size_kernel_threads(threads)
     _worker_lock = _try_flock(Path(exp_dir) / WORKERS_LOCK, fcntl.LOCK_SH)
     if _worker_lock is None:
         raise RuntimeError(f"cannot take {Path(exp_dir) / WORKERS_LOCK} shared: another batch holds it")
@@ -873,12 +895,14 @@ def run_batch(experiment: Experiment, workers: int = 1, only: str | None = None,
 
 def _execute_all(specs: list[dict], workers: int, exp_dir: Path):
     """Yield each run's status as it finishes, from a pool of spawned worker processes that die
-    with this one (even for one worker: its stderr, and so its kernels', goes to the run's log)."""
+    with this one (even for one worker: its stderr, and so its kernels', goes to the run's log);
+    each kernel's TensorFlow gets its share of the cores (:func:`kernel_threads`)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(os.getpid(), str(exp_dir))) as pool:
+    n = min(workers, len(specs))
+    with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(os.getpid(), str(exp_dir), kernel_threads(n))) as pool:
         futures = {pool.submit(execute, {**spec, "stderr_to_log": True}): spec for spec in specs}
         for future in as_completed(futures):
             spec = futures[future]

@@ -167,6 +167,7 @@ def ray_run(spec: dict):
     experiment directory and return ``(status, {file: bytes})`` of the run's directory."""
     from . import batch
 
+    batch.size_kernel_threads(1)  # the task's one CPU
     with tempfile.TemporaryDirectory(prefix="cflkit-run-") as scratch:
         home = Path(scratch)
         name, dirname = Path(spec["tmp"]).name, Path(spec["final"]).name

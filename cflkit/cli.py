@@ -390,8 +390,6 @@ def cmd_compare(args) -> int:
 
         tuned = read_tuned(args.tuned)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    if args.executor == "local" and args.address is not None:
-        raise ValueError(f"--address {args.address} is only for --executor ray")
     results = compare(grid, args.out, workers=args.workers, progress=progress, base=base, tuned=tuned,
                       executor=args.executor, address=args.address, retries=args.retries)
     print(text_table(summarize_grid(results)))

@@ -12,6 +12,7 @@ and retry counts get one-line errors before any work.
 import importlib.util
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -112,8 +113,6 @@ def cluster():
     finally:
         for node in reversed(nodes):
             _stop(node)
-        import shutil
-
         shutil.rmtree(temp, ignore_errors=True)
     assert not any(_session(node.pid) for node in nodes), "a Ray process outlived the test"
 
@@ -138,8 +137,6 @@ def test_ray_gives_the_local_results_and_resumes(cluster, tmp_path, caplog):
     # resume: a second call runs nothing; a removed cell is the only one run again
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "ray" / "cells").glob("*/summary.json")}
     gone = tmp_path / "ray" / "cells" / local["cell"][3]
-    import shutil
-
     shutil.rmtree(gone)
     with caplog.at_level(logging.INFO, logger="cflkit"):
         again = compare(GRID, tmp_path / "ray", base=BASE, executor="ray", address=cluster)
@@ -262,9 +259,9 @@ def test_an_address_where_no_head_node_listens_is_one_clear_error(tmp_path, caps
 
 @pytest.mark.parametrize("argv, message", [
     (["compare", "--methods", "fedavg", "--executor", "spark"], "invalid choice: 'spark'"),
-    (["compare", "--methods", "fedavg", "--address", "10.0.0.5:6379"], "only for --executor ray"),
+    (["compare", "--methods", "fedavg", "--address", "10.0.0.5:6379"], "only for executor 'ray'"),
     (["compare", "--methods", "fedavg", "--executor", "ray", "--retries", "-2"], "must be >= 0, got -2"),
-    (["batch", "experiments/paper.yaml", "--address", "10.0.0.5:6379"], "only for --executor ray"),
+    (["batch", "experiments/paper.yaml", "--address", "10.0.0.5:6379"], "only for executor 'ray'"),
 ])
 def test_cli_executor_options_are_checked(argv, message, capsys, tmp_path, monkeypatch):
     from cflkit.cli import main

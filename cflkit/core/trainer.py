@@ -161,8 +161,8 @@ class Trainer:
         y_dtype = tf_.int32 if self.loss == "classification" else tf_.float32
         self._y = tf_.constant(self.y, dtype=y_dtype)
         self._compiled = compiled_functions(self)
-        self._train_fn = self._compiled.setdefault("train", self._build_train)
-        self._predict_fn = self._compiled.setdefault("predict", self._build_predict)
+        self._train_fn = self._compiled.get_or_build("train", self._build_train)
+        self._predict_fn = self._compiled.get_or_build("predict", self._build_predict)
 
     @classmethod
     def for_config(cls, model, federation, config) -> "Trainer":
@@ -174,10 +174,6 @@ class Trainer:
                    shards=config.shards)
 
     # -- compiled functions -------------------------------------------------------------
-    def _forward(self, weights, xb):
-        """Outputs of every client's model on its own batch: (clients, batch, outputs)."""
-        return client_forward(self.model, self._map)(weights, xb)
-
     def _batch_loss(self):
         """``f(y, out, mask) -> (clients,)``: each client's loss on its batch, masked rows out:
         the masked mean of the per-sample loss, or the Cox loss of the batch (survival)."""
@@ -298,7 +294,7 @@ class Trainer:
         """Full-batch gradient of each client's mean loss at its weights, stacked."""
         tf_ = tf()
         _check_stacked(weights, len(index_sets))
-        gradients_fn = self._compiled.setdefault("gradients", self._build_gradients)
+        gradients_fn = self._compiled.get_or_build("gradients", self._build_gradients)
         longest = max(len(s) for s in index_sets)
         index = np.zeros((len(index_sets), longest), dtype=np.int32)
         mask = np.zeros((len(index_sets), longest), dtype=np.float32)
@@ -381,9 +377,9 @@ def client_forward(model, client_map: str):
 
 
 class _Compiled(dict):
-    """A trainer's compiled functions by name, built on first use (``setdefault(name, build)``)."""
+    """A trainer's compiled functions by name, each built on first use (:meth:`get_or_build`)."""
 
-    def setdefault(self, name, build):
+    def get_or_build(self, name: str, build):
         if name not in self:
             self[name] = build()
         return self[name]

@@ -593,9 +593,7 @@ def execute(spec: dict) -> dict:
     _make_tmp(tmp)
     params = spec["parameters"]
     source = _write_inputs(tmp, spec, params)
-    status = {"status": "failed", "entry": spec["entry"], "label": spec["label"], "key": spec["key"],
-              "notebook": spec["notebook"], "seed": _seed(params), "versions": spec["versions"],
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "error": ""}
+    status = _new_status(spec)
     saved_stderr = _stderr_to_log(tmp) if spec.get("stderr_to_log") else None
     pm_log, handler = _papermill_to_log(tmp)
     start = time.perf_counter()
@@ -618,6 +616,13 @@ def execute(spec: dict) -> dict:
     status["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     status["path"] = str(_move_into_place(tmp, status, final, failed))
     return status
+
+
+def _new_status(spec: dict, error: str = "") -> dict:
+    """A run's status as it starts: failed until it is done."""
+    return {"status": "failed", "entry": spec["entry"], "label": spec["label"], "key": spec["key"],
+            "notebook": spec["notebook"], "seed": _seed(spec["parameters"]), "versions": spec["versions"],
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "error": error}
 
 
 def _run_places(spec: dict) -> tuple[Path, Path, Path]:
@@ -924,11 +929,8 @@ def _execute_ray(specs: list[dict], limit: int, address, retries: int):
         tmp, final, failed = _run_places(spec)
         _make_tmp(tmp)
         if isinstance(value, BaseException):
-            now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            status = {"status": "failed", "entry": spec["entry"], "label": spec["label"], "key": spec["key"],
-                      "notebook": spec["notebook"], "seed": _seed(spec["parameters"]), "versions": spec["versions"],
-                      "started": now, "error": error_line(value), "wall_seconds": None,
-                      "finished": now}
+            status = {**_new_status(spec, error_line(value)), "wall_seconds": None}
+            status["finished"] = status["started"]
         else:
             status, files = value
             write_tree(tmp, files)

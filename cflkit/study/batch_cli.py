@@ -83,8 +83,7 @@ def main(args) -> int:
 
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
-    if args.executor == "local" and args.address is not None:
-        raise ValueError(f"--address {args.address} is only for --executor ray")
+    executors.check_executor(args.executor, args.address, args.retries)  # before any work, dry run included
     experiment = check_paper(load_experiment(args.experiment))
     if args.dry_run:
         return dry_run(experiment, args.only, args.runs)

@@ -23,8 +23,6 @@ import re
 import tempfile
 from pathlib import Path
 
-log = logging.getLogger("cflkit")
-
 EXECUTORS = ("local", "ray")
 RETRIES = 1  # times Ray runs a task again whose worker died
 # what ray.init accepts: "auto" (the cluster this machine belongs to), "local" (a new one here),
@@ -139,23 +137,16 @@ def write_tree(path: Path, files: dict[str, bytes]) -> None:
 
 
 # -- tasks (run on the cluster's workers) ------------------------------------------------------
-_threads = None  # TensorFlow's thread pools in this worker, set by its first cell
-
-
 def ray_cell(config, threads: int):
     """One compare cell on a Ray worker: run it in a scratch directory and return
     ``(error or None, {file: bytes})`` of its run directory (its manifest left out: the driver
     writes the run through :func:`cflkit.core.results.atomic_directory`, which makes one)."""
-    global _threads
+    from ..core._tf import keras, tf
     from ..core.outputs import MANIFEST
     from .compare import run_cell
 
-    if _threads is None:  # like a local worker: TensorFlow once, its pools sized before its runtime starts
-        from ..core._tf import keras, tf
-
-        tf(threads=threads)
-        keras()
-        _threads = threads
+    tf(threads=threads)  # like a local worker: the pools are sized by the worker's first cell only
+    keras()
     with tempfile.TemporaryDirectory(prefix="cflkit-cell-") as scratch:
         out = Path(scratch) / "cell"
         error = run_cell(config, out, fresh_session=True)
@@ -180,27 +171,14 @@ def ray_run(spec: dict):
 
 def add_arguments(p) -> None:
     """``--executor``, ``--address`` and ``--retries`` of ``cflkit compare`` and ``cflkit batch``."""
+    from ..cli import count  # called while the parser is built: cflkit.cli is loaded
+
     p.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="where the work runs: local worker processes (default) or an existing Ray cluster "
                         "(see docs/cluster.md)")
     p.add_argument("--address", default=None, metavar="HOST:PORT",
                    help="with --executor ray: the Ray head node (e.g. 10.0.0.5:6379, ray://HOST:10001 or auto; "
                         "default: $RAY_ADDRESS, else a Ray started on this machine)")
-    p.add_argument("--retries", type=_non_negative, default=RETRIES,
+    p.add_argument("--retries", type=count(0), default=RETRIES,
                    help=f"with --executor ray: how often a task whose worker died is run again (default: {RETRIES})")
 
-
-def _non_negative(text: str) -> int:
-    """An argparse type: an integer >= 0 (argparse names the option in the error)."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-_non_negative.__name__ = "int"
